@@ -1,0 +1,1 @@
+# Marks ext/wsprof as the wsprof package for cimport (wsprof._histogram, ...).

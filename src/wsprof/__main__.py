@@ -1,0 +1,3 @@
+from wsprof.cli import main
+
+raise SystemExit(main())

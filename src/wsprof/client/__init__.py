@@ -1,0 +1,1 @@
+"""Load clients: the Cython fast path and the pure-Python (asyncio) reference."""

@@ -1,0 +1,135 @@
+"""What every load client takes and returns, whichever implementation runs it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from wsprof.client.histogram import PyHistogram, latency_summary_us
+from wsprof.errors import MeasurementError, WsprofError
+
+MODES = ("raw", "socketio")
+CLIENTS = ("fast", "reference")
+# A process whose CPU time is at least this share of the window's wall time was
+# saturated: its throughput figure describes the client, not the server.
+CLIENT_BOUND_SHARE = 0.85
+
+
+class LoadError(MeasurementError):
+    """A load run that cannot go on: refused connection, rejected handshake, bad frames."""
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    url: str
+    mode: str = "raw"  # raw: frames as they are; socketio: Engine.IO v4 + Socket.IO v5
+    connections: int = 1
+    in_flight: int = 1  # closed loop: messages each connection keeps outstanding
+    rate: float | None = None  # open loop: total messages/s over all connections
+    duration: float = 10.0  # seconds of measurement after every connection is up
+    max_messages: int | None = None  # stop after this many round trips
+    payload: str = "small"
+    serializer: str = "json"  # Socket.IO packet format: json | msgpack
+    warmup: float = 0.0  # seconds run before measuring (not recorded)
+    connect_timeout: float = 5.0
+    max_message_size: int = 16 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("ws", "http") or not parts.hostname:
+            raise WsprofError(f"URL must be ws://HOST:PORT/PATH, not {self.url!r}")
+        if self.mode not in MODES:
+            raise WsprofError(f"unknown mode {self.mode!r} (valid: {', '.join(MODES)})")
+        if not 1 <= self.connections <= 10_000:
+            raise WsprofError("--connections must be between 1 and 10000")
+        if self.in_flight < 1:
+            raise WsprofError("--in-flight must be at least 1")
+        if self.rate is not None and self.rate <= 0:
+            raise WsprofError("--rate must be positive")
+        if not 0 < self.duration <= 3600:
+            raise WsprofError("--duration must be between 0 and 3600 seconds")
+        if self.max_messages is not None and self.max_messages < 1:
+            raise WsprofError("--messages must be at least 1")
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 80
+
+    @property
+    def path(self) -> str:
+        parts = urlsplit(self.url)
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+    @property
+    def open_loop(self) -> bool:
+        return self.rate is not None
+
+
+@dataclass
+class LoadResult:
+    client: str  # "fast" | "reference"
+    messages: int  # round trips completed inside the measurement window
+    elapsed_s: float  # the measurement window's wall time
+    client_cpu_s: float  # the client's own CPU time in the window (getrusage)
+    histogram: dict[str, Any]  # PyHistogram/Histogram.to_dict() of round-trip latencies (ns)
+    errors: dict[str, int] = field(default_factory=dict)
+    workers: int = 1
+    worker_busy_max: float = 0.0  # highest CPU/wall share of any one client process
+
+    @property
+    def msgs_per_s(self) -> float:
+        return self.messages / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def client_cpu_us_per_msg(self) -> float:
+        return self.client_cpu_s * 1e6 / self.messages if self.messages else 0.0
+
+    @property
+    def client_bound(self) -> bool:
+        return self.worker_busy_max >= CLIENT_BOUND_SHARE
+
+    def latency_us(self) -> dict[str, float]:
+        hist = PyHistogram()
+        hist.merge(self.histogram)
+        return latency_summary_us(hist)
+
+    def merge(self, other: LoadResult) -> LoadResult:
+        """Combine results of worker processes that ran side by side."""
+        hist = PyHistogram()
+        hist.merge(self.histogram)
+        hist.merge(other.histogram)
+        errors = dict(self.errors)
+        for k, n in other.errors.items():
+            errors[k] = errors.get(k, 0) + n
+        return LoadResult(
+            client=self.client,
+            messages=self.messages + other.messages,
+            elapsed_s=max(self.elapsed_s, other.elapsed_s),
+            client_cpu_s=self.client_cpu_s + other.client_cpu_s,
+            histogram=hist.to_dict(),
+            errors=errors,
+            workers=self.workers + other.workers,
+            worker_busy_max=max(self.worker_busy_max, other.worker_busy_max),
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """The fields of the wsprof.load/1 JSON result (without schema and env)."""
+        return {
+            "client": self.client,
+            "messages": self.messages,
+            "elapsed_s": self.elapsed_s,
+            "msgs_per_s": self.msgs_per_s,
+            "client_cpu_us_per_msg": self.client_cpu_us_per_msg,
+            "latency_us": self.latency_us(),
+            "errors": self.errors,
+            "client_bound": self.client_bound,
+            "workers": self.workers,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
