@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +35,13 @@ class LoadConfig:
     warmup: float = 0.0  # seconds run before measuring (not recorded)
     connect_timeout: float = 5.0
     max_message_size: int = 16 * 1024 * 1024
+    # Called with "start" and "end" around the measurement window (after warm-up),
+    # so a caller can read the server's CPU clock for exactly that window.
+    on_window: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
+
+    def window_mark(self, mark: str) -> None:
+        if self.on_window is not None:
+            self.on_window(mark)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)

@@ -1,0 +1,1 @@
+"""Presentation: terminal tables and JSON documents."""
