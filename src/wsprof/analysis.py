@@ -88,7 +88,6 @@ def _attribution(runner: ScenarioRunner, run: VariantRun, figures: dict[str, Any
 def _diff(runner: ScenarioRunner, base: VariantRun, run: VariantRun) -> str:
     from wsprof.profiling.flamegraph import write_diff_flamegraph
     from wsprof.profiling.folded import read_folded
-    from wsprof.profiling.layers import load_rules
 
     assert base.folded and run.folded and base.profiled and run.profiled
     out = runner.out_dir / f"{run.variant.name}.vs.{base.variant.name}.diff.svg"
@@ -96,7 +95,6 @@ def _diff(runner: ScenarioRunner, base: VariantRun, run: VariantRun) -> str:
         read_folded(base.folded), read_folded(run.folded), out,
         messages_a=base.profiled.messages, messages_b=run.profiled.messages,
         title=f"{runner.scenario.name}: {run.variant.name} vs {base.variant.name} (per message)",
-        rules=load_rules(runner.rules),
     )
     return str(out)
 

@@ -218,7 +218,7 @@ class ScenarioRunner:
             if name == "start":
                 recorders.append(pyspy.Recorder(
                     run.server.pid, folded, duration=self.plan.profile_window_s,
-                    rate_hz=self.rate_hz, native=self.native,
+                    rate=self.rate_hz, native=self.native,
                 ).start())
 
         try:

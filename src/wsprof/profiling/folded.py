@@ -1,0 +1,252 @@
+"""Parse py-spy's raw ("folded") output: one ``frame;frame;...;leaf COUNT`` per line.
+
+Pure string handling, no I/O beyond :func:`read_folded`, so every rule and
+report built on top can be tested with literal strings.
+
+Frame shapes py-spy 0.4 writes (checked against real recordings):
+
+- Python: ``encode (socketio/packet.py:62)``, ``<module> (<frozen abc>:119)``,
+  ``Thread.run (threading.py)`` with ``--nolineno``;
+- native (``--native``): ``run_forever (loop.c:33192)``,
+  ``deflate (libz.so.1.2.13)``, ``0x7fbcee84524a (libc.so.6)`` or a bare name;
+- roots: ``process 2437:"/usr/bin/python srv.py"`` with ``--subprocesses``
+  and ``thread (2437): MainThread`` (older releases: ``thread (0x7f3a...)``)
+  with ``--threads`` or ``--native``.
+
+A process command line is written verbatim: it may contain ``;`` and even
+newlines (``python -c "..."``). It is only ever the first frame, so it is
+split off (and its lines joined) before the rest of the line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from wsprof.errors import WsprofError
+
+FrameKind = Literal["python", "native", "process", "thread"]
+
+_PROCESS_RE = re.compile(r'process \d+:"')
+_THREAD_RE = re.compile(r"thread \((?:0x[0-9a-fA-F]+|\d+)\)(?::.*)?\Z", re.DOTALL)
+_LINE_RE = re.compile(r"(.*):(\d+)\Z", re.DOTALL)
+_MAX_SHOWN = 200
+
+
+class FoldedParseError(WsprofError, ValueError):
+    """A line of a folded file is not ``frames COUNT``; names the line so it can be fixed."""
+
+    def __init__(self, line_no: int, line: str, reason: str, source: str | None = None) -> None:
+        self.line_no = line_no
+        self.line = line
+        self.reason = reason
+        self.source = source
+        shown = line if len(line) <= _MAX_SHOWN else line[:_MAX_SHOWN] + "..."
+        where = f"{source}:{line_no}" if source else f"line {line_no}"
+        super().__init__(f"{where}: {reason}: {shown!r}")
+
+
+class Stack:
+    """One folded line: frames from the root to the leaf, and how many samples had them.
+
+    Kept as the joined text and split only when ``frames`` is asked for:
+    attribution reads a few leaf frames from the end of the text, which
+    keeps a 100k-line file within the time budget.
+    """
+
+    __slots__ = ("_frames", "_text", "count")
+
+    def __init__(self, frames: tuple[str, ...], count: int) -> None:
+        self._frames: tuple[str, ...] | None = tuple(frames)
+        self._text: str | None = None
+        self.count = count
+
+    @classmethod
+    def from_text(cls, text: str, count: int) -> Stack:
+        """A stack from an already validated ``frame;frame;...`` string."""
+        stack = cls.__new__(cls)
+        stack._frames = None
+        stack._text = text
+        stack.count = count
+        return stack
+
+    @property
+    def frames(self) -> tuple[str, ...]:
+        frames = self._frames
+        if frames is None:
+            frames = self._frames = tuple(_split_frames(self._text or ""))
+        return frames
+
+    @property
+    def text(self) -> str:
+        """The frames joined with ``;`` as in the file."""
+        if self._text is None:
+            self._text = ";".join(self.frames)
+        return self._text
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Stack):
+            return NotImplemented
+        return self.count == other.count and self.frames == other.frames
+
+    def __hash__(self) -> int:
+        return hash((self.frames, self.count))
+
+    def __repr__(self) -> str:
+        return f"Stack({self.frames!r}, {self.count})"
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One frame split into the parts rules match on."""
+
+    name: str
+    file: str | None
+    line: int | None
+    kind: FrameKind
+
+    @property
+    def is_python(self) -> bool:
+        return self.kind == "python"
+
+
+def _is_python_file(file: str) -> bool:
+    # ``<frozen abc>``, ``<string>`` and ``<stdin>`` are Python code without a file.
+    return file.endswith((".py", ".pyw")) or (file.startswith("<") and file.endswith(">"))
+
+
+def _split_location(text: str) -> tuple[str, str] | None:
+    """Split ``name (location)`` at the parenthesis matching the final ``)``.
+
+    Matching rather than taking the last `` (`` keeps paths such as
+    ``proj (copy)/x.py`` and C++ names such as ``f(int) (lib.so)`` intact.
+    """
+    if not text.endswith(")"):
+        return None
+    cut = text.rfind(" (")
+    if cut >= 0 and "(" not in text[cut + 2 : -1] and ")" not in text[cut + 2 : -1]:
+        return text[:cut], text[cut + 2 : -1]
+    depth = 0
+    for i in range(len(text) - 1, -1, -1):
+        c = text[i]
+        if c == ")":
+            depth += 1
+        elif c == "(":
+            depth -= 1
+            if depth == 0:
+                if i == 0 or text[i - 1] != " ":
+                    return None
+                return text[: i - 1], text[i + 1 : -1]
+    return None
+
+
+@lru_cache(maxsize=65536)
+def parse_frame(text: str) -> Frame:
+    """Split one frame string; never fails (an unknown shape is a bare native name)."""
+    if text.startswith("process ") and _PROCESS_RE.match(text):
+        return Frame(text, None, None, "process")
+    if text.startswith("thread (") and _THREAD_RE.match(text):
+        return Frame(text, None, None, "thread")
+    parts = _split_location(text)
+    if parts is None:
+        return Frame(text, None, None, "native")
+    name, location = parts
+    m = _LINE_RE.match(location)
+    file, line = (m.group(1), int(m.group(2))) if m else (location, None)
+    kind: FrameKind = "python" if _is_python_file(file) else "native"
+    return Frame(name, file, line, kind)
+
+
+def _split_frames(stack: str) -> list[str]:
+    head, rest = process_split(stack)
+    if head is None:
+        return stack.split(";")
+    return [head] if rest is None else [head, *rest.split(";")]
+
+
+def process_split(stack: str) -> tuple[str | None, str | None]:
+    """Split off a leading ``process N:"cmdline"`` frame: (that frame or None, the rest).
+
+    The rest is None when the process frame is the whole stack.
+    """
+    if stack.startswith("process ") and _PROCESS_RE.match(stack):
+        end = stack.find('";')
+        if end < 0:
+            return stack, None
+        return stack[: end + 1], stack[end + 2 :]
+    return None, stack
+
+
+def _has_empty_frame(stack: str) -> bool:
+    _, rest = process_split(stack)
+    if rest is None:
+        return False
+    return not rest or ";;" in rest or rest.startswith(";") or rest.endswith(";")
+
+
+def parse_folded(text: str, source: str | None = None) -> list[Stack]:
+    """Parse folded text into stacks, in file order (duplicates are kept, not merged).
+
+    Blank lines are skipped; a process frame whose command line holds
+    newlines is joined back into one line. Anything else that is not ``frames COUNT`` with a
+    non-negative decimal count and no empty frame raises
+    :class:`FoldedParseError` naming the 1-based line number and the line.
+    """
+    stacks: list[Stack] = []
+    append = stacks.append
+    lines = text.split("\n")
+    n_lines = len(lines)
+    i = 0
+    while i < n_lines:
+        raw = lines[i]
+        line_no = i + 1
+        i += 1
+        if raw.startswith("process ") and '";' not in raw and _PROCESS_RE.match(raw):
+            # py-spy writes the command line verbatim: a `python -c` script
+            # spreads the process frame over several physical lines.
+            while i < n_lines and '";' not in raw:
+                raw = f"{raw}\n{lines[i]}"
+                i += 1
+        line = raw.strip()
+        if not line:
+            continue
+        stack, sep, count_text = line.rpartition(" ")
+        if not sep:
+            raise FoldedParseError(line_no, raw, "expected '<frame;frame;...> <count>'", source)
+        if not (count_text.isascii() and count_text.isdigit()):
+            raise FoldedParseError(
+                line_no, raw, "sample count is not a non-negative integer", source
+            )
+        stack = stack.rstrip()
+        if not stack:
+            raise FoldedParseError(line_no, raw, "no frames before the sample count", source)
+        if _has_empty_frame(stack):
+            raise FoldedParseError(
+                line_no, raw, "empty frame (';;' or a leading/trailing ';')", source
+            )
+        append(Stack.from_text(stack, int(count_text)))
+    return stacks
+
+
+def read_folded(path: Path | str) -> list[Stack]:
+    """Read and parse a folded file; errors name the file and the line."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise WsprofError(f"cannot read folded stacks {p}: {exc.strerror or exc}") from exc
+    return parse_folded(text, source=str(p))
+
+
+def format_folded(stacks: Iterable[Stack]) -> str:
+    """Write stacks back in py-spy's raw format (the inverse of :func:`parse_folded`)."""
+    return "".join(f"{s.text} {s.count}\n" for s in stacks)
+
+
+def total_samples(stacks: Iterable[Stack]) -> int:
+    """Sum of sample counts."""
+    return sum(s.count for s in stacks)

@@ -1,0 +1,320 @@
+"""Run ``py-spy record`` against a live process tree and classify its failures.
+
+The only I/O module of :mod:`wsprof.profiling`. Every run is bounded by a
+timeout and py-spy never outlives the call. Failures map onto exceptions
+so that a scenario runner can mark attribution unavailable and still
+report its clean measurements.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wsprof.errors import MeasurementError, WsprofError
+
+PTRACE_HINT = (
+    "grant ptrace: run as root, or in Docker add `--cap-add SYS_PTRACE`, "
+    "or allow it host-wide with `sudo sysctl kernel.yama.ptrace_scope=0`"
+)
+
+
+class ProfilerUnavailable(WsprofError):
+    """py-spy cannot run here at all (binary missing, no ptrace permission)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class PyspyNotFound(ProfilerUnavailable):
+    """No py-spy binary on PATH or next to the running interpreter."""
+
+
+class PtraceDenied(ProfilerUnavailable):
+    """The kernel refused py-spy access to the target's memory."""
+
+
+class TargetError(WsprofError):
+    """The PID given cannot be profiled (absent, or not Python)."""
+
+
+class ProcessNotFound(TargetError):
+    """No process has this PID."""
+
+
+class NotAPythonProcess(TargetError):
+    """The PID exists but py-spy finds no Python interpreter in it."""
+
+
+class RecordingFailed(MeasurementError):
+    """py-spy started but did not produce a profile."""
+
+
+@dataclass(frozen=True)
+class Recording:
+    """What one ``py-spy record`` run produced."""
+
+    path: Path
+    samples: int | None
+    errors: int | None
+    seconds: float
+    stderr: str
+
+
+def find_pyspy() -> str:
+    """Locate py-spy: PATH first, then the interpreter's own bin directory (a venv)."""
+    found = shutil.which("py-spy")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "py-spy"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    raise PyspyNotFound(
+        "py-spy not found on PATH or next to the Python interpreter; install it with `pip install py-spy`"
+    )
+
+
+def _pid_exists(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_PERM_RE = re.compile(r"permission denied|operation not permitted|EPERM|ptrace", re.IGNORECASE)
+_NOT_PY_RE = re.compile(
+    r"failed to find python version|failed to find a python interpreter|not a python|"
+    r"failed to find python interpreter|no python",
+    re.IGNORECASE,
+)
+_GONE_RE = re.compile(
+    r"no such process|check that the process is running|failed to get process", re.IGNORECASE
+)
+_SUMMARY_RE = re.compile(r"Samples:\s*(\d+)\s+Errors:\s*(\d+)")
+
+
+def _first_error_line(stderr: str) -> str:
+    for line in stderr.splitlines():
+        s = line.strip()
+        if s and not s.startswith("py-spy>") and not s.startswith("Stack backtrace"):
+            return s
+    return stderr.strip()[-300:] or "no output"
+
+
+def classify_failure(pid: int, returncode: int, stderr: str) -> WsprofError:
+    """Turn a failed py-spy run's exit and stderr into the exception to raise."""
+    if _PERM_RE.search(stderr):
+        return PtraceDenied(
+            f"py-spy may not read PID {pid} (ptrace permission denied); {PTRACE_HINT}"
+        )
+    if not _pid_exists(pid) or (_GONE_RE.search(stderr) and not _NOT_PY_RE.search(stderr)):
+        return ProcessNotFound(f"PID {pid} does not exist (or exited before py-spy attached)")
+    if _NOT_PY_RE.search(stderr):
+        return NotAPythonProcess(f"PID {pid} is not a Python process")
+    return RecordingFailed(
+        f"py-spy exited with status {returncode} for PID {pid}: {_first_error_line(stderr)}"
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGINT first (py-spy then writes what it sampled), SIGKILL if it lingers."""
+    if proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+class Recorder:
+    """One ``py-spy record`` run, started and finished separately.
+
+    The scenario runner starts it exactly when the load client opens its
+    measurement window, and collects it when the window closes. Whole seconds
+    go to py-spy's ``--duration``; fractional ones are timed here and ended
+    with SIGINT, which py-spy treats as "stop and write". ``timeout`` (default
+    duration + 20 s) bounds the whole run.
+    """
+
+    def __init__(
+        self,
+        pid: int,
+        out: Path | str,
+        duration: float,
+        rate: int = 100,
+        native: bool = False,
+        idle: bool = False,
+        subprocesses: bool = True,
+        nonblocking: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        if duration <= 0 or not math.isfinite(duration):
+            raise WsprofError(
+                f"profiling duration must be a positive number of seconds, not {duration}"
+            )
+        if rate <= 0:
+            raise WsprofError(f"sampling rate must be a positive integer, not {rate}")
+        self.pid = pid
+        self.duration = duration
+        self.out_path = Path(out)
+        self.limit = timeout if timeout is not None else duration + 20.0
+        self.whole = float(duration).is_integer()
+        self.cmd = [
+            find_pyspy(), "record", "--pid", str(pid), "--format", "raw",
+            "--output", str(self.out_path), "--rate", str(rate),
+        ]
+        if self.whole:
+            self.cmd += ["--duration", str(int(duration))]
+        for flag, on in (
+            ("--subprocesses", subprocesses),
+            ("--native", native),
+            ("--idle", idle),
+            ("--nonblocking", nonblocking),
+        ):
+            if on:
+                self.cmd.append(flag)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._err: Any = None
+        self._started = 0.0
+
+    def start(self) -> Recorder:
+        if not _pid_exists(self.pid):
+            raise ProcessNotFound(f"PID {self.pid} does not exist")
+        self.out_path.parent.mkdir(parents=True, exist_ok=True)
+        self.out_path.unlink(missing_ok=True)
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed in wait()
+        self._started = time.monotonic()
+        self._proc = subprocess.Popen(
+            self.cmd, stdin=subprocess.DEVNULL, stdout=self._err, stderr=self._err,
+            start_new_session=True,
+        )
+        return self
+
+    def wait(self) -> Recording:
+        """Wait for the recording to end (bounded) and check what it produced."""
+        proc = self._proc
+        assert proc is not None, "start() first"
+        pid, limit, duration = self.pid, self.limit, self.duration
+        remaining = duration - (time.monotonic() - self._started)
+        try:
+            try:
+                proc.wait(timeout=limit if self.whole else max(remaining, 0.0))
+            except subprocess.TimeoutExpired:
+                if self.whole:
+                    _stop(proc, grace=5.0)
+                    raise RecordingFailed(
+                        f"py-spy did not finish within {limit:.0f} s for PID {pid}"
+                    ) from None
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+                    proc.wait(timeout=max(limit - duration, 5.0))
+        except subprocess.TimeoutExpired:
+            raise RecordingFailed(f"py-spy did not stop within {limit:.0f} s for PID {pid}") from None
+        finally:
+            self.stop()
+        seconds = time.monotonic() - self._started
+        self._err.seek(0)
+        stderr = self._err.read().decode("utf-8", errors="replace")
+        self._err.close()
+        if not self.out_path.exists():
+            if proc.returncode == 0:
+                raise RecordingFailed(
+                    f"py-spy wrote no profile for PID {pid}: {_first_error_line(stderr)}"
+                )
+            raise classify_failure(pid, proc.returncode, stderr)
+        m = _SUMMARY_RE.search(stderr)
+        samples, errors = (int(m.group(1)), int(m.group(2))) if m else (None, None)
+        return Recording(self.out_path, samples, errors, seconds, stderr)
+
+    def stop(self) -> None:
+        """Never leave py-spy behind (idempotent)."""
+        if self._proc is not None:
+            _stop(self._proc, grace=5.0)
+
+
+def record(
+    pid: int,
+    out: Path | str,
+    duration: float,
+    rate: int = 100,
+    native: bool = False,
+    idle: bool = False,
+    subprocesses: bool = True,
+    nonblocking: bool = False,
+    timeout: float | None = None,
+) -> Recording:
+    """Sample ``pid`` (and its children) for ``duration`` seconds into a raw folded file."""
+    recorder = Recorder(pid, out, duration, rate, native, idle, subprocesses, nonblocking, timeout)
+    try:
+        return recorder.start().wait()
+    finally:
+        recorder.stop()
+
+
+def check_ptrace(timeout: float = 10.0) -> None:
+    """Raise :class:`ProfilerUnavailable` unless py-spy can read a process like a server.
+
+    The real test, not a guess from capabilities: start a throwaway Python
+    child and ``py-spy dump`` it. Like a server launched by the runner, the
+    child is not py-spy's own descendant, so Yama's scope 1 applies equally.
+    Costs about half a second.
+    """
+    exe = find_pyspy()
+    scope = Path("/proc/sys/kernel/yama/ptrace_scope")
+    if scope.exists() and scope.read_text().strip() == "3":
+        raise PtraceDenied(
+            f"ptrace is disabled until reboot (kernel.yama.ptrace_scope=3); {PTRACE_HINT}"
+        )
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; sys.stdout.write('ok\\n'); sys.stdout.flush(); time.sleep(30)",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert child.stdout is not None
+        child.stdout.readline()
+        try:
+            res = subprocess.run(
+                [exe, "dump", "--pid", str(child.pid)],
+                capture_output=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            raise ProfilerUnavailable(
+                f"py-spy dump did not answer within {timeout:.0f} s"
+            ) from None
+        if res.returncode != 0:
+            stderr = res.stderr.decode("utf-8", errors="replace")
+            exc = classify_failure(child.pid, res.returncode, stderr)
+            if isinstance(exc, ProfilerUnavailable):
+                raise exc
+            raise ProfilerUnavailable(
+                f"py-spy cannot profile a Python process here: {_first_error_line(stderr)}"
+            )
+    finally:
+        child.kill()
+        child.wait(timeout=5)

@@ -1,0 +1,76 @@
+"""Terminal tables for layer attribution (the ``attribute``/``profile``/``diff`` commands)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from rich.console import Console
+from rich.table import Table
+
+from wsprof.profiling.attribute import Attribution
+
+
+def attribution_table(
+    attribution: Attribution,
+    us_per_msg: Mapping[str, float] | None = None,
+    title: str | None = None,
+) -> Table:
+    """Layer, samples, share (and µs/message when a clean CPU figure is known)."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("layer")
+    table.add_column("samples", justify="right")
+    table.add_column("share", justify="right")
+    if us_per_msg is not None:
+        table.add_column("µs/msg", justify="right")
+    for name, ls in attribution.layers.items():
+        row = [name, str(ls.samples), f"{ls.share:.1%}"]
+        if us_per_msg is not None:
+            row.append(f"{us_per_msg.get(name, 0.0):.2f}")
+        table.add_row(*row, style="dim" if ls.samples == 0 else None)
+    total_row = [
+        "total",
+        str(attribution.total_samples),
+        "100.0%" if attribution.total_samples else "-",
+    ]
+    if us_per_msg is not None:
+        total_row.append(f"{sum(us_per_msg.values()):.2f}")
+    table.add_section()
+    table.add_row(*total_row, style="bold")
+    if not attribution.include_idle:
+        table.add_row(
+            "idle (excluded)",
+            str(attribution.idle_samples),
+            "",
+            *([""] if us_per_msg is not None else []),
+            style="italic",
+        )
+    return table
+
+
+def diff_table(a: Attribution, b: Attribution, title: str | None = None) -> Table:
+    """Per-layer shares of A and B and the change in percentage points."""
+    table = Table(title=title, title_justify="left")
+    for col, just in (
+        ("layer", "left"),
+        ("A share", "right"),
+        ("B share", "right"),
+        ("delta", "right"),
+    ):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    names = list(a.layers) + [n for n in b.layers if n not in a.layers]
+    for name in names:
+        sa = a.layers[name].share if name in a.layers else 0.0
+        sb = b.layers[name].share if name in b.layers else 0.0
+        d = (sb - sa) * 100
+        style = "red" if d > 0.05 else "blue" if d < -0.05 else None
+        table.add_row(name, f"{sa:.1%}", f"{sb:.1%}", f"{d:+.1f} pp", style=style)
+    table.add_section()
+    table.add_row("samples", str(a.total_samples), str(b.total_samples), "", style="bold")
+    return table
+
+
+def print_attribution(
+    attribution: Attribution, console: Console | None = None, title: str | None = None
+) -> None:
+    """Print :func:`attribution_table`."""
+    (console or Console()).print(attribution_table(attribution, title=title))
