@@ -1,0 +1,33 @@
+"""python-socketio server arguments shared by every socketio stack.
+
+Kept apart from the app modules and free of heavy imports so that the green
+stacks can import it before they monkey-patch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from wsprof.servers.stacks import MAX_MESSAGE_BYTES
+
+
+def socketio_server_kwargs(options: Mapping[str, str]) -> dict[str, Any]:
+    """python-socketio ``Server``/``AsyncServer`` arguments shared by every socketio stack."""
+    kwargs: dict[str, Any] = {
+        "ping_interval": float(options["ping_interval"]),
+        "ping_timeout": float(options["ping_timeout"]),
+        "max_http_buffer_size": MAX_MESSAGE_BYTES,
+        "logger": False,
+        "engineio_logger": False,
+        # Load generators may send an Origin header; a profiler has no CORS policy to keep.
+        "cors_allowed_origins": "*",
+    }
+    serializer = options["serializer"]
+    if serializer == "msgpack":
+        kwargs["serializer"] = "msgpack"
+    elif serializer == "orjson":
+        from wsprof.servers import orjson_shim
+
+        kwargs["json"] = orjson_shim
+    return kwargs

@@ -1,0 +1,175 @@
+"""The catalogue of server stacks and their options, with no heavy imports.
+
+Both the launcher (in the measuring process) and ``serve`` (in the server
+process) validate against this one table, so a bad option is rejected before
+a process is spawned and a served process never runs with an unchecked value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from wsprof.errors import WsprofError
+
+#: Largest message every stack must accept; 1 MB payloads plus framing headroom.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+#: python-socketio's own defaults, kept so that "default" means what users run.
+DEFAULT_PING_INTERVAL = "25"
+DEFAULT_PING_TIMEOUT = "20"
+
+
+class StackOptionError(WsprofError, ValueError):
+    """An unknown stack or a bad option value; a ValueError so callers can catch either."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One ``key=value`` option: its default and either a choice list or a checker."""
+
+    default: str
+    choices: tuple[str, ...] = ()
+    check: Callable[[str], str | None] | None = None
+    help: str = ""
+
+    def describe(self) -> str:
+        """Short text for listings: the allowed values and the default."""
+        allowed = ", ".join(self.choices) if self.choices else self.help
+        return f"{allowed} (default {self.default})"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A server stack: how clients talk to it and which options it takes."""
+
+    name: str
+    mode: str  # "raw" or "socketio"
+    description: str
+    options: Mapping[str, Option] = field(default_factory=dict)
+
+
+def _positive_seconds(value: str) -> str | None:
+    try:
+        seconds = float(value)
+    except ValueError:
+        return "must be a number of seconds"
+    if not math.isfinite(seconds) or seconds <= 0:
+        return "must be a positive, finite number of seconds"
+    return None
+
+
+def _whole_seconds(value: str) -> str | None:
+    # engineio 4.15 advertises int(ping_interval) * 1000 ms in its open packet, so
+    # a fractional interval would be announced wrongly to clients (0.5 s -> 0 ms).
+    if not value.isdigit() or int(value) < 1:
+        return "must be a whole number of seconds >= 1 (engineio truncates fractions)"
+    return None
+
+
+LOOP = Option("uvloop", ("asyncio", "uvloop"))
+UVICORN_WS = Option("websockets", ("websockets", "websockets-sansio", "wsproto"))
+SERIALIZER = Option("json", ("json", "orjson", "msgpack"))
+PING_INTERVAL = Option(DEFAULT_PING_INTERVAL, check=_whole_seconds, help="whole seconds >= 1")
+PING_TIMEOUT = Option(DEFAULT_PING_TIMEOUT, check=_positive_seconds, help="seconds > 0")
+
+STACKS: dict[str, Stack] = {
+    stack.name: stack
+    for stack in (
+        Stack(
+            "starlette-raw",
+            "raw",
+            "uvicorn + Starlette WebSocket route, echo",
+            {"loop": LOOP, "ws": UVICORN_WS},
+        ),
+        Stack(
+            "websockets-raw",
+            "raw",
+            "websockets' own asyncio server, echo",
+            {"loop": LOOP},
+        ),
+        Stack(
+            "socketio-asgi",
+            "socketio",
+            "uvicorn + python-socketio AsyncServer (ASGI)",
+            {
+                "loop": LOOP,
+                "ws": UVICORN_WS,
+                "serializer": SERIALIZER,
+                "ping_interval": PING_INTERVAL,
+                "ping_timeout": PING_TIMEOUT,
+            },
+        ),
+        Stack(
+            "socketio-eventlet",
+            "socketio",
+            "python-socketio Server on eventlet.wsgi (the Flask-SocketIO model)",
+            {
+                "serializer": SERIALIZER,
+                "ping_interval": PING_INTERVAL,
+                "ping_timeout": PING_TIMEOUT,
+            },
+        ),
+        Stack(
+            "socketio-gevent",
+            "socketio",
+            "python-socketio Server on gevent pywsgi + simple-websocket",
+            {
+                "serializer": SERIALIZER,
+                "ping_interval": PING_INTERVAL,
+                "ping_timeout": PING_TIMEOUT,
+            },
+        ),
+    )
+}
+
+
+def stack_names() -> list[str]:
+    """Names of all stacks, in catalogue order (the order listings show)."""
+    return list(STACKS)
+
+
+def get_stack(name: str) -> Stack:
+    """Look a stack up, naming the valid ones when the name is wrong."""
+    try:
+        return STACKS[name]
+    except KeyError:
+        raise StackOptionError(f"unknown stack {name!r} (valid: {', '.join(STACKS)})") from None
+
+
+def validate_options(stack: str, options: Mapping[str, str]) -> dict[str, str]:
+    """Check ``options`` against the stack's table and fill in the defaults.
+
+    Values stay strings: they travel on a command line to the served process.
+    """
+    spec = get_stack(stack)
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        valid = ", ".join(spec.options) or "none"
+        raise StackOptionError(f"stack {stack!r}: unknown option {unknown[0]!r} (valid: {valid})")
+    resolved: dict[str, str] = {}
+    for key, option in spec.options.items():
+        value = str(options.get(key, option.default))
+        if option.choices and value not in option.choices:
+            raise StackOptionError(
+                f"stack {stack!r}: option {key!r} must be one of "
+                f"{', '.join(option.choices)}, not {value!r}"
+            )
+        if option.check is not None:
+            problem = option.check(value)
+            if problem:
+                raise StackOptionError(f"stack {stack!r}: option {key!r} {problem}, not {value!r}")
+        resolved[key] = value
+    return resolved
+
+
+def parse_option_pairs(pairs: list[str]) -> dict[str, str]:
+    """Turn ``["key=value", ...]`` (the ``--opt`` flags) into a mapping."""
+    options: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise StackOptionError(f"option {pair!r} is not of the form key=value")
+        options[key.strip()] = value.strip()
+    return options
