@@ -1,0 +1,108 @@
+"""Closure: does the attributed cost of a layer agree with the microbenchmarks?
+
+For the payload and message pattern of a scenario, `wsprof micro` predicts what
+a layer should cost per echoed message (e.g. one json.loads of the incoming
+event + one json.dumps of the outgoing one). Attribution measures it inside the
+real server. Both are reported with their ratio; a large disagreement is a
+finding (hidden work, or a model of the message path that is wrong), not
+something to tune away.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wsprof.payloads import get_payload
+
+Row = tuple[str, str, str, str | None]
+
+JSON_VARIANT = {"json": "json", "orjson": "orjson", "msgpack": "msgpack"}
+
+
+def _models(stack: str, options: dict[str, str], payload: str) -> list[dict[str, Any]]:
+    """The micro rows that predict each layer's cost per echoed message for this variant."""
+    models: list[dict[str, Any]] = []
+    is_json_payload = not get_payload(payload).is_binary
+    if stack.startswith("socketio-"):
+        serializer = options.get("serializer", "json")
+        if is_json_payload:
+            variant = JSON_VARIANT[serializer]
+            models.append({
+                "layer": "json",
+                "plus": [("json", "loads", variant, payload), ("json", "dumps", variant, payload)],
+                "minus": [],
+                "basis": f"1 {variant} loads + 1 dumps of {payload}",
+            })
+        if serializer == "json" and is_json_payload:
+            models.append({
+                "layer": "socketio-framing",
+                "plus": [
+                    ("framing", "engineio-decode", "python-engineio", payload),
+                    ("framing", "socketio-decode", "python-socketio", payload),
+                    ("framing", "socketio-encode", "python-socketio", payload),
+                    ("framing", "engineio-encode", "python-engineio", payload),
+                ],
+                # Packet.encode/decode call json inside; attribution charges that to `json`.
+                "minus": [("json", "loads", "json", payload), ("json", "dumps", "json", payload)],
+                "basis": f"Socket.IO + Engine.IO decode + encode of {payload}, less their json",
+            })
+    if stack in ("starlette-raw", "websockets-raw", "socketio-asgi"):
+        loop = options.get("loop", "uvloop")
+        models.append({
+            "layer": "event-loop",
+            "plus": [("asyncio", "handoff", loop, None)],
+            "minus": [],
+            "basis": f"1 {loop} task handoff (reader wakes the handler task)",
+        })
+    if stack in ("socketio-eventlet", "socketio-gevent"):
+        hub = stack.removeprefix("socketio-")
+        models.append({
+            "layer": "greenlet-switching",
+            "plus": [("greenlet", "handoff", hub, None)],
+            "minus": [],
+            "basis": f"1 {hub} green-thread handoff (reader wakes the handler)",
+        })
+    return models
+
+
+def needed_rows(variants: list[tuple[str, dict[str, str]]], payload: str) -> list[Row]:
+    rows: list[Row] = []
+    for stack, options in variants:
+        for model in _models(stack, options, payload):
+            for row in model["plus"] + model["minus"]:
+                if row not in rows:
+                    rows.append(row)
+    return rows
+
+
+def measure_predictions(rows: list[Row]) -> list[dict[str, Any]]:
+    """Run the needed micro rows (quick settings: this is a cross-check, not the benchmark)."""
+    from wsprof.micro.catalog import Row as MicroRow
+    from wsprof.micro.harness import QUICK, run_rows
+
+    if not rows:
+        return []
+    return run_rows([MicroRow(*row) for row in rows], QUICK)
+
+
+def closure_entries(stack: str, options: dict[str, str], payload: str,
+                    layers: dict[str, dict[str, float]], micro: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from wsprof.micro.harness import predict_ns
+
+    entries = []
+    for model in _models(stack, options, payload):
+        plus = predict_ns(micro, model["plus"])
+        minus = predict_ns(micro, model["minus"]) if model["minus"] else 0.0
+        if plus is None or minus is None:
+            continue
+        predicted_us = max(plus - minus, 0.0) / 1000.0
+        attributed_us = layers.get(model["layer"], {}).get("us_per_msg", 0.0)
+        entries.append({
+            "layer": model["layer"],
+            "attributed_us": attributed_us,
+            "predicted_us": predicted_us,
+            "ratio": attributed_us / predicted_us if predicted_us > 0 else None,
+            "basis": model["basis"],
+            "micro_rows": ["/".join(str(p) for p in row) for row in model["plus"] + model["minus"]],
+        })
+    return entries
