@@ -142,10 +142,10 @@ def _deltas(variants: list[dict[str, Any]]) -> None:
 
 
 def build_document(runner: ScenarioRunner) -> dict[str, Any]:
-    from wsprof.closure import closure_entries, measure_floor_us
+    from wsprof.closure import closure_entries
 
     profiling_ok = runner.profile and runner.profiler_note is None
-    floor_us = measure_floor_us() if runner.profile else None
+    floor_us = runner.floor_us
     variants: list[dict[str, Any]] = []
     for run in runner.runs:
         entry: dict[str, Any] = {
@@ -164,7 +164,8 @@ def build_document(runner: ScenarioRunner) -> dict[str, Any]:
                 shares = {k: v["share"] for k, v in entry["layers"].items()}
                 entry["latency_budget"] = latency_budget(
                     entry["latency_us"]["p50"], shares, entry["server_cpu_us_per_msg_at_rate"], floor_us)
-            entry["closure"] = closure_entries(runner.scenario, runner.plan, run.variant, entry)
+            entry["closure"] = closure_entries(
+                run.variant.stack, entry["options"], runner.plan.payload, entry["layers"], runner.micro_results)
         variants.append(entry)
     base = runner.runs[0]
     for run, entry in zip(runner.runs, variants, strict=True):
@@ -192,6 +193,7 @@ def build_document(runner: ScenarioRunner) -> dict[str, Any]:
             "rules": str(runner.rules) if runner.rules else "default",
             "out_dir": str(runner.out_dir) if profiling_ok else None,
             "client_kernel_floor_us": floor_us,
+            "closure_note": runner.closure_note,
         },
         "env": environment(
             server_cpu=runner.server_cpu, client_cpus=runner.client_cpus, client=runner.client,

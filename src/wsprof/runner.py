@@ -116,6 +116,9 @@ class ScenarioRunner:
         self.runs = [VariantRun(v) for v in scenario.variants]
         self.latency_rate: float | None = None
         self.profiler_note: str | None = None
+        self.micro_results: list[dict[str, Any]] = []
+        self.closure_note: str | None = None
+        self.floor_us: float | None = None
 
     # -- windows ---------------------------------------------------------------
 
@@ -158,6 +161,10 @@ class ScenarioRunner:
         except (ServerFailed, LoadError, MeasurementError) as exc:
             run.error = str(exc)
             if run.server is not None:
+                try:
+                    run.server.check_alive()
+                except ServerFailed as died:  # the client's error is a symptom: show the cause
+                    run.error = f"{died} (the client saw: {exc})"
                 run.server.stop()
 
     # -- phases ----------------------------------------------------------------
@@ -165,7 +172,8 @@ class ScenarioRunner:
     def _start_servers(self, stack: ExitStack, advance: Callable[[str], None]) -> None:
         for run in self.runs:
             advance(f"starting {run.variant.name}")
-            server = ServerProcess(run.variant.stack, run.variant.options, cpu=self.server_cpu)
+            server = ServerProcess(run.variant.stack, run.variant.options, port=run.variant.port,
+                                   cpu=self.server_cpu)
             stack.callback(server.stop)
             try:
                 run.server = server.start()
@@ -232,11 +240,27 @@ class ScenarioRunner:
             for recorder in recorders:
                 recorder.stop()
 
+    def _predict(self, advance: Callable[[str], None]) -> None:
+        """Micro predictions for the closure check, and the client+kernel floor."""
+        from wsprof.closure import measure_predictions, needed_rows
+
+        advance("closure: micro predictions and the loopback floor")
+        variants = [(run.variant.stack, run.server.options) for run in self.runs if run.ok and run.server]
+        try:
+            self.micro_results = measure_predictions(needed_rows(variants, self.plan.payload))
+        except MeasurementError as exc:
+            self.closure_note = f"closure unavailable: {exc}"
+        if fastpath.available("_fastclient"):
+            from wsprof.client.bench import measure_floor_us
+
+            cpu = self.client_cpus[0] if self.client_cpus else None
+            self.floor_us = measure_floor_us(cpu, repeats=3, seconds=0.3)
+
     # -- the whole run ----------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
         n = len(self.runs)
-        total = n * (1 + 2 * self.plan.repeats + (1 if self.profile else 0))
+        total = n * (1 + 2 * self.plan.repeats + (1 if self.profile else 0)) + (1 if self.profile else 0)
         with ExitStack() as stack, Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             TimeElapsedColumn(), console=self.console, transient=True,
@@ -256,10 +280,12 @@ class ScenarioRunner:
             self._latency(advance)
             if self.profile:
                 self._profile(advance)
-            progress.update(task, completed=total)
             for run in self.runs:
                 if run.server is not None:
                     run.server.stop()
+            if self.profile and self.profiler_note is None:
+                self._predict(advance)
+            progress.update(task, completed=total)
         from wsprof.analysis import build_document
 
         return build_document(self)

@@ -37,6 +37,7 @@ class Variant:
     stack: str
     options: dict[str, str] = field(default_factory=dict)
     claim: dict[str, Any] | None = None  # a published figure this variant is set beside
+    port: int = 0  # 0: a free port the kernel picks; set one only if something requires it
 
 
 @dataclass(frozen=True)
@@ -124,15 +125,18 @@ def parse_scenario(text: str, source: str) -> Scenario:
         where = f"variants[{i}]"
         if not isinstance(raw, dict) or not isinstance(raw.get("stack"), str):
             raise _bad(source, f"{where}.stack", "is required")
-        unknown = set(raw) - {"name", "stack", "options", "claim"}
+        unknown = set(raw) - {"name", "stack", "options", "claim", "port"}
         if unknown:
-            raise _bad(source, f"{where}.{sorted(unknown)[0]}", "unknown key (valid: name, stack, options, claim)")
+            raise _bad(source, f"{where}.{sorted(unknown)[0]}", "unknown key (valid: name, stack, options, claim, port)")
+        port = raw.get("port", 0)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise _bad(source, f"{where}.port", "must be an integer from 0 to 65535")
         options = {k: str(v) for k, v in dict(raw.get("options", {})).items()}
         try:
             validate_options(raw["stack"], options)
         except ValueError as exc:
             raise _bad(source, f"{where}.stack/options", str(exc)) from None
-        variants.append(Variant(raw.get("name", raw["stack"]), raw["stack"], options, raw.get("claim")))
+        variants.append(Variant(raw.get("name", raw["stack"]), raw["stack"], options, raw.get("claim"), port))
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise _bad(source, "variants", f"variant names must be unique, got {names}")

@@ -1,0 +1,124 @@
+"""The fast-path load client: Python prepares, ``wsprof._fastclient`` runs the hot loop in C.
+
+Everything that happens once (payload encoding, the Socket.IO packet text,
+the file-descriptor limit) is done here in Python; everything that happens
+per message happens in the extension, so the client's own CPU per message
+stays near the kernel's price of one send plus one recv.
+"""
+
+from __future__ import annotations
+
+import resource
+from typing import Any
+
+from wsprof import fastpath
+from wsprof.client.base import LoadConfig, LoadError, LoadResult
+from wsprof.errors import WsprofError
+from wsprof.payloads import get_payload
+from wsprof.protocol import socketio
+from wsprof.protocol.websocket import OP_BINARY, OP_TEXT
+
+#: File descriptors the process needs besides one per connection (epoll, timerfd, stdio...).
+FD_HEADROOM = 64
+
+
+def require() -> None:
+    """Raise FastPathUnavailable (one clear line) when the extension is not built."""
+    fastpath.load("_fastclient")
+
+
+def socketio_path(path: str) -> str:
+    """The Engine.IO websocket endpoint for ``path`` ("/" means the default /socket.io/)."""
+    if "EIO=" in path:
+        return path
+    base, _, query = path.partition("?")
+    if base == "/":
+        base = "/socket.io/"
+    extra = "EIO=4&transport=websocket"
+    return f"{base}?{query}&{extra}" if query else f"{base}?{extra}"
+
+
+def message_frames(config: LoadConfig) -> list[tuple[int, bytes]]:
+    """The frames of one message, which are also exactly what the echo must be.
+
+    The servers re-encode the echo with compact JSON (or msgpack with the same
+    key order), so the bytes they send back equal the bytes sent: the C loop
+    checks each echo with one ``memcmp``.
+    """
+    payload = get_payload(config.payload)
+    if config.mode == "raw":
+        raw = payload.raw_message()
+        if isinstance(raw, str):
+            return [(OP_TEXT, raw.encode())]
+        return [(OP_BINARY, bytes(raw))]
+    if config.serializer == "msgpack":
+        return [(OP_BINARY, socketio.encode_event_msgpack("echo", payload.value))]
+    if config.serializer != "json":
+        raise WsprofError(f"unknown serializer {config.serializer!r} (valid: json, msgpack)")
+    messages = socketio.encode_event("echo", payload.value)
+    if len(messages) > 2:
+        raise WsprofError("the fast client handles at most one binary attachment per event")
+    return [(OP_TEXT, m.encode()) if isinstance(m, str) else (OP_BINARY, m) for m in messages]
+
+
+def ensure_fd_limit(connections: int) -> None:
+    """Raise the soft RLIMIT_NOFILE to fit every connection, or say why it cannot."""
+    need = connections + FD_HEADROOM
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        if hard != resource.RLIM_INFINITY and hard < need:
+            raise WsprofError(
+                f"{connections} connections need {need} file descriptors but the hard limit "
+                f"is {hard}: raise it (ulimit -Hn) or use fewer connections or more workers"
+            )
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+
+
+def run(config: LoadConfig) -> LoadResult:
+    """Drive ``config.url`` from this process and return the measured window."""
+    require()
+    from wsprof._fastclient import LoadRun
+    from wsprof._histogram import Histogram
+
+    ensure_fd_limit(config.connections)
+    frames = message_frames(config)
+    hist = Histogram()
+    path = config.path if config.mode == "raw" else socketio_path(config.path)
+    try:
+        loop = LoadRun(
+            host=config.host,
+            port=config.port,
+            path=path,
+            connections=config.connections,
+            socketio=config.mode == "socketio",
+            send_frames=frames,
+            expect_frames=frames,
+            in_flight=config.in_flight,
+            rate=config.rate or 0.0,
+            max_message_size=config.max_message_size,
+            histogram=hist,
+            msgpack=config.mode == "socketio" and config.serializer == "msgpack",
+        )
+        out: dict[str, Any] = loop.run(
+            warmup=config.warmup,
+            duration=config.duration,
+            max_messages=config.max_messages,
+            connect_timeout=config.connect_timeout,
+            on_window=config.on_window,
+        )
+    except OSError as exc:
+        raise LoadError(f"load against {config.url} failed: {exc}") from None
+    if out["messages"] == 0:
+        kinds = ", ".join(f"{k}={n}" for k, n in sorted(out["errors"].items())) or "no errors"
+        raise LoadError(f"no round trip completed against {config.url} ({kinds})")
+    elapsed = out["elapsed_s"]
+    return LoadResult(
+        client="fast",
+        messages=out["messages"],
+        elapsed_s=elapsed,
+        client_cpu_s=out["cpu_s"],
+        histogram=hist.to_dict(),
+        errors=out["errors"],
+        workers=1,
+        worker_busy_max=out["cpu_s"] / elapsed if elapsed > 0 else 0.0,
+    )
