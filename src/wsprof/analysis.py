@@ -190,6 +190,7 @@ def build_document(runner: ScenarioRunner) -> dict[str, Any]:
             "note": runner.profiler_note,
             "rate_hz": runner.rate_hz,
             "native": runner.native,
+            "nonblocking": True,
             "rules": str(runner.rules) if runner.rules else "default",
             "out_dir": str(runner.out_dir) if profiling_ok else None,
             "client_kernel_floor_us": floor_us,

@@ -205,6 +205,9 @@ class ScenarioRunner:
                     self._window(run, "latency", self.plan.latency_window_s, self.latency_rate)))
 
     def _profile(self, advance: Callable[[str], None]) -> None:
+        # py-spy runs --nonblocking (it reads the server's memory without pausing it:
+        # a paused server loses throughput, which would be the profiler's, not the
+        # stack's), started from the client's thread so it shares the client's core.
         from wsprof.profiling import pyspy
 
         try:
@@ -226,7 +229,7 @@ class ScenarioRunner:
             if name == "start":
                 recorders.append(pyspy.Recorder(
                     run.server.pid, folded, duration=self.plan.profile_window_s,
-                    rate=self.rate_hz, native=self.native,
+                    rate=self.rate_hz, native=self.native, nonblocking=True,
                 ).start())
 
         try:

@@ -1,0 +1,56 @@
+"""Terminal table for ``wsprof micro``: one section per layer, ratios to each case's baseline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def format_ns(ns: float) -> str:
+    """Three significant figures in the unit a reader expects for the magnitude."""
+    if ns < 1e3:
+        return f"{ns:.0f} ns" if ns >= 100 else f"{ns:.1f} ns"
+    if ns < 1e6:
+        return f"{ns / 1e3:.3g} µs"
+    return f"{ns / 1e6:.3g} ms"
+
+
+def micro_table(results: Sequence[dict[str, Any]], title: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("layer")
+    table.add_column("case")
+    table.add_column("variant")
+    table.add_column("payload")
+    table.add_column("median", justify="right")
+    table.add_column("± MAD", justify="right")
+    table.add_column("values", justify="right")
+    table.add_column("vs baseline", justify="right")
+    previous_layer = None
+    for r in results:
+        if previous_layer is not None and r["layer"] != previous_layer:
+            table.add_section()
+        previous_layer = r["layer"]
+        ratio = r.get("ratio_to_baseline")
+        table.add_row(
+            r["layer"], r["case"], r["variant"], r["payload"] or "-",
+            format_ns(r["ns_per_op"]), format_ns(r["spread_ns"]), str(r["values"]),
+            "-" if ratio is None else f"{ratio:.2f}x",
+        )
+    return table
+
+
+def print_micro(console: Console, results: Sequence[dict[str, Any]], notes: Sequence[str],
+                settings: dict[str, Any], wall_s: float) -> None:
+    """The table, then what was not measured and how the figures were obtained."""
+    console.print(micro_table(results, title="wsprof micro: ns per operation (median)"))
+    for note in notes:
+        console.print(f"note: {note}")
+    console.print(
+        f"pyperf, {settings['mode']} mode: {settings['processes']} worker processes x "
+        f"{settings['values']} values (after {settings['warmups']} warm-up, min time "
+        f"{settings['min_time']} s) per row, each row in its own processes; spread is the "
+        f"median absolute deviation; baseline: json, asyncio, eventlet. {wall_s:.0f} s wall."
+    )
