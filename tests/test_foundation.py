@@ -25,7 +25,7 @@ IMPLEMENTATIONS = {"python": lambda: PyHistogram, "fast": fast_histogram}
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
-def Histogram(request):  # noqa: N802 - it is a class
+def Histogram(request):
     return IMPLEMENTATIONS[request.param]()
 
 

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -151,3 +152,29 @@ def test_scenarios_lists_every_shipped_one():
     assert proc.returncode == 0
     for name in ("socketio-framing", "json-encoding", "event-loop", "greenlet-switching", "stack-matrix"):
         assert name in proc.stdout
+
+
+def test_ctrl_c_tears_everything_down_and_writes_nothing(tiny: Path, tmp_path: Path):
+    before = _server_processes()
+    out = tmp_path / "result.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wsprof", "scenario", str(tiny), "--json", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (_server_processes() - before) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _server_processes() - before, "the scenario never started a server"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert "interrupted" in stderr
+    assert not out.exists()
+    deadline = time.monotonic() + 10
+    while _server_processes() - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (_server_processes() - before), "a server outlived Ctrl-C"

@@ -160,9 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = sub.add_parser(
         "compare",
-        help="compare two scenario results (JSON) variant by variant",
-        description="Compare two wsprof.scenario/1 results: µs/message and throughput per "
-        "variant, flagging changes larger than both runs' spread.",
+        help="compare two results (scenario or micro JSON)",
+        description="Compare two wsprof.scenario/1 results (µs/message and throughput per "
+        "variant, flagging changes larger than both runs' spread) or two wsprof.micro/1 "
+        "results (row by row).",
     )
     compare.add_argument("baseline", type=Path)
     compare.add_argument("candidate", type=Path)

@@ -51,10 +51,7 @@ def _build(name: str, spec: dict[str, Any]) -> Payload:
     value: Any = spec.get("value")
     if "item" in spec:
         items = [{**spec["item"], "i": i} for i in range(int(spec["count"]))]
-        if "list_field" in spec:
-            value = {**(value or {}), spec["list_field"]: items}
-        else:
-            value = items
+        value = {**(value or {}), spec["list_field"]: items} if "list_field" in spec else items
     if value is None:
         raise WsprofError(f"payload {name!r}: needs 'value' or 'item' and 'count'")
     if kind == "binary":

@@ -30,8 +30,8 @@ from wsprof import fastpath, stats
 from wsprof.client.base import LoadConfig, LoadError
 from wsprof.client.driver import run_load
 from wsprof.client.histogram import PyHistogram, latency_summary_us
-from wsprof.env import environment
 from wsprof.errors import MeasurementError, WsprofError
+from wsprof.report.console import make_console
 from wsprof.report.jsonout import write_json
 from wsprof.scenarios import LoadPlan, Scenario, Variant, load_scenario, shipped_scenarios
 from wsprof.servers.launcher import ServerFailed, ServerProcess
@@ -303,7 +303,7 @@ def scenario_command(
     scenario = load_scenario(name)
     if rules is not None and not rules.is_file():
         raise WsprofError(f"rules file {str(rules)!r} does not exist")
-    console = Console()
+    console = make_console()
     started = time.monotonic()
     runner = ScenarioRunner(
         scenario, quick=quick, out_dir=out_dir, profile=profile, rate_hz=rate_hz,
@@ -333,7 +333,7 @@ def list_scenarios_command() -> int:
     for name, path in shipped_scenarios().items():
         scenario = load_scenario(str(path))
         table.add_row(name, ", ".join(v.name for v in scenario.variants), scenario.description)
-    Console().print(table)
+    make_console().print(table)
     return 0
 
 

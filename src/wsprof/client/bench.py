@@ -28,6 +28,7 @@ from wsprof.client.driver import run_load
 from wsprof.env import environment
 from wsprof.errors import MeasurementError, WsprofError
 from wsprof.report.client_bench import render_client_bench
+from wsprof.report.console import make_console
 from wsprof.report.jsonout import write_json
 
 SCHEMA = "wsprof.client-bench/1"
@@ -196,7 +197,7 @@ def run_bench(quick: bool, console: Console) -> dict[str, Any]:
 
 def client_bench_command(json_path: Path | None, quick: bool) -> int:
     """Entry point of ``wsprof client-bench``; returns the exit code."""
-    console = Console()
+    console = make_console()
     try:
         document = run_bench(quick, console)
     except WsprofError as exc:

@@ -12,6 +12,7 @@ from wsprof.client.base import LoadConfig, LoadResult
 from wsprof.client.driver import run_load
 from wsprof.env import environment
 from wsprof.payloads import get_payload
+from wsprof.report.console import make_console
 from wsprof.report.jsonout import write_json
 
 SCHEMA = "wsprof.load/1"
@@ -62,7 +63,7 @@ def load_command(args: argparse.Namespace) -> int:
         warmup=args.warmup, connect_timeout=args.connect_timeout,
     )
     result = run_load(config, client=args.client, workers=args.workers)
-    render_load(config, result, Console())
+    render_load(config, result, make_console())
     if args.json:
         write_json(args.json, load_document(config, result))
     if result.errors:

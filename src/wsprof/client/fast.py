@@ -16,6 +16,7 @@ from wsprof.client.base import LoadConfig, LoadError, LoadResult
 from wsprof.errors import WsprofError
 from wsprof.payloads import get_payload
 from wsprof.protocol import socketio
+from wsprof.protocol.engineio import socketio_path
 from wsprof.protocol.websocket import OP_BINARY, OP_TEXT
 
 #: File descriptors the process needs besides one per connection (epoll, timerfd, stdio...).
@@ -26,16 +27,6 @@ def require() -> None:
     """Raise FastPathUnavailable (one clear line) when the extension is not built."""
     fastpath.load("_fastclient")
 
-
-def socketio_path(path: str) -> str:
-    """The Engine.IO websocket endpoint for ``path`` ("/" means the default /socket.io/)."""
-    if "EIO=" in path:
-        return path
-    base, _, query = path.partition("?")
-    if base == "/":
-        base = "/socket.io/"
-    extra = "EIO=4&transport=websocket"
-    return f"{base}?{query}&{extra}" if query else f"{base}?{extra}"
 
 
 def message_frames(config: LoadConfig) -> list[tuple[int, bytes]]:

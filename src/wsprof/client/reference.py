@@ -31,6 +31,7 @@ from wsprof.client.base import LoadConfig, LoadError, LoadResult
 from wsprof.client.histogram import PyHistogram
 from wsprof.payloads import get_payload
 from wsprof.protocol import engineio, socketio
+from wsprof.protocol.engineio import socketio_path
 from wsprof.protocol.websocket import (
     OP_BINARY,
     OP_CLOSE,
@@ -53,16 +54,6 @@ CLOSE_WAIT_S = 2.0  # how long the close handshake may take for all connections 
 
 _randbytes = random.Random().randbytes
 
-
-def socketio_path(path: str) -> str:
-    """The Engine.IO websocket endpoint for ``path`` ("/" means the default /socket.io/)."""
-    if "EIO=" in path:
-        return path
-    base, _, query = path.partition("?")
-    if base == "/":
-        base = "/socket.io/"
-    extra = "EIO=4&transport=websocket"
-    return f"{base}?{query}&{extra}" if query else f"{base}?{extra}"
 
 
 def _cpu_s() -> float:

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from wsprof.env import environment
 from wsprof.micro.catalog import Row, not_applicable, select_rows
 from wsprof.micro.harness import FULL, QUICK, SCHEMA_ID, run_rows
+from wsprof.report.console import make_console
 from wsprof.report.jsonout import write_json
 from wsprof.report.micro import print_micro
 
@@ -52,5 +53,5 @@ def micro_command(layers: list[str] | None, payloads: list[str] | None, quick: b
             "notes": notes,
         }
         write_json(json_path, document)
-    print_micro(Console(), results, notes, harness, wall_s)
+    print_micro(make_console(), results, notes, harness, wall_s)
     return 0

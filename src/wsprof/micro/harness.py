@@ -39,6 +39,7 @@ class Settings:
     values: int
     warmups: int
     min_time: float
+    jobs: int = 1  # rows measured side by side; >1 only where roughness is accepted
 
     def pyperf_args(self) -> list[str]:
         return [
@@ -57,8 +58,10 @@ class Settings:
 # process buy a steadier median for less time than more processes would.
 FULL = Settings("full", processes=4, values=5, warmups=1, min_time=0.02)
 # Quick: one measured process after pyperf's calibration process; start-up of
-# the processes, not the timing, is what costs here.
-QUICK = Settings("quick", processes=1, values=3, warmups=1, min_time=0.01)
+# the processes, not the timing, is what costs here, so two rows run side by
+# side on a 2-core machine (rough figures, as --quick promises).
+QUICK = Settings("quick", processes=1, values=3, warmups=1, min_time=0.01,
+                 jobs=min(2, len(os.sched_getaffinity(0))))
 
 Progress = Callable[[Row], None]
 
@@ -112,7 +115,45 @@ def add_ratios(results: list[dict[str, Any]]) -> None:
 
 def run_rows(rows: Sequence[Row], settings: Settings,
              progress: Progress | None = None) -> list[dict[str, Any]]:
-    """Measure ``rows`` in pyperf subprocesses; all or nothing.
+    """Measure ``rows`` (``settings.jobs`` shards side by side); all or nothing."""
+    rows = list(rows)
+    if settings.jobs <= 1 or len(rows) < 2:
+        results = _run_shard(rows, settings, progress)
+    else:
+        shards = [rows[i::settings.jobs] for i in range(settings.jobs)]
+        lock = threading.Lock()
+
+        def locked_progress(row: Row) -> None:
+            if progress is not None:
+                with lock:
+                    progress(row)
+
+        outcomes: list[list[dict[str, Any]] | BaseException] = [[] for _ in shards]
+
+        def work(i: int) -> None:
+            try:
+                outcomes[i] = _run_shard(shards[i], settings, locked_progress)
+            except BaseException as exc:
+                outcomes[i] = exc
+
+        threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(shards))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        by_row = {(r["layer"], r["case"], r["variant"], r["payload"]): r
+                  for outcome in outcomes for r in outcome}  # type: ignore[union-attr]
+        results = [by_row[row.as_tuple()] for row in rows]
+    add_ratios(results)
+    return results
+
+
+def _run_shard(rows: Sequence[Row], settings: Settings,
+               progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Measure ``rows`` in one pyperf manager subprocess; all or nothing.
 
     Raises MeasurementError naming the failing row (with the root cause from
     stderr) if any worker fails or a row exceeds its time limit; on any
@@ -167,9 +208,7 @@ def run_rows(rows: Sequence[Row], settings: Settings,
             raise MeasurementError(f"micro row {failed.id} failed ({why})")
         suite = pyperf.BenchmarkSuite.load(str(output))
         benches = {bench.get_name(): bench for bench in suite.get_benchmarks()}
-    results = [_result(row, benches[row.id]) for row in rows]
-    add_ratios(results)
-    return results
+    return [_result(row, benches[row.id]) for row in rows]
 
 
 def run_micro(layers: Sequence[str] | None = None, payloads: Sequence[str] | None = None,

@@ -11,8 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-from rich.console import Console
-
 from wsprof.errors import MeasurementError, WsprofError
 from wsprof.profiling.attribute import Attribution, attribute
 from wsprof.profiling.flamegraph import write_diff_flamegraph, write_flamegraph
@@ -21,6 +19,7 @@ from wsprof.profiling.layers import load_rules
 from wsprof.profiling.pyspy import record
 from wsprof.profiling.speedscope import write_speedscope
 from wsprof.report.attribution import attribution_table, diff_table
+from wsprof.report.console import make_console
 
 
 def _fail(exc: Exception) -> int:
@@ -40,7 +39,7 @@ def attribute_command(folded: Path, rules: Path | None, json_path: Path | None, 
     try:
         rs = load_rules(rules)
         result = attribute(read_folded(folded), rs, idle=idle)
-        Console().print(attribution_table(result, title=f"layers of {folded}"))
+        make_console().print(attribution_table(result, title=f"layers of {folded}"))
         if json_path is not None:
             _write_json(result, json_path)
     except WsprofError as exc:
@@ -69,7 +68,7 @@ def diff_command(
             )
         except OSError as exc:
             raise WsprofError(f"cannot write {target}: {exc.strerror or exc}") from exc
-        console = Console()
+        console = make_console()
         console.print(diff_table(attribute(stacks_a), attribute(stacks_b), title=f"A={a}  B={b}"))
         console.print(f"differential flamegraph: {target}")
     except WsprofError as exc:
@@ -104,7 +103,7 @@ def profile_command(
         )
         write_speedscope(stacks, base.with_suffix(".speedscope.json"), name=f"PID {pid}")
         result = attribute(stacks, rs, idle=idle)
-        console = Console()
+        console = make_console()
         console.print(attribution_table(result, title=f"layers of PID {pid}"))
         console.print(
             f"wrote {rec.path}, {base.with_suffix('.svg')}, {base.with_suffix('.speedscope.json')}"

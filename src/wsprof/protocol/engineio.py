@@ -65,3 +65,14 @@ def decode_text(text: str) -> tuple[str, str]:
     if ptype not in PACKET_TYPES:
         raise EngineIOError(f"unknown Engine.IO packet type {ptype!r}")
     return ptype, text[1:]
+
+
+def socketio_path(path: str) -> str:
+    """The Engine.IO websocket endpoint for ``path`` ("/" means the default /socket.io/)."""
+    if "EIO=" in path:
+        return path
+    base, _, query = path.partition("?")
+    if base == "/":
+        base = "/socket.io/"
+    extra = "EIO=4&transport=websocket"
+    return f"{base}?{query}&{extra}" if query else f"{base}?{extra}"

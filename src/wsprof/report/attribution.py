@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from wsprof.profiling.attribute import Attribution
+from wsprof.report.console import make_console
 
 
 def attribution_table(
@@ -73,4 +74,4 @@ def print_attribution(
     attribution: Attribution, console: Console | None = None, title: str | None = None
 ) -> None:
     """Print :func:`attribution_table`."""
-    (console or Console()).print(attribution_table(attribution, title=title))
+    (console or make_console()).print(attribution_table(attribution, title=title))

@@ -6,10 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from wsprof.errors import WsprofError
+from wsprof.report.console import make_console
+
+
+SCHEMAS = ("wsprof.scenario/1", "wsprof.micro/1")
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -19,8 +22,8 @@ def _load(path: Path) -> dict[str, Any]:
         raise WsprofError(f"{path}: no such file") from None
     except json.JSONDecodeError as exc:
         raise WsprofError(f"{path}: not JSON ({exc})") from None
-    if doc.get("schema") != "wsprof.scenario/1":
-        raise WsprofError(f"{path}: not a wsprof.scenario/1 result (schema {doc.get('schema')!r})")
+    if not isinstance(doc, dict) or doc.get("schema") not in SCHEMAS:
+        raise WsprofError(f"{path}: not a wsprof result ({' or '.join(SCHEMAS)})")
     return doc
 
 
@@ -29,8 +32,30 @@ def significant(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return abs(b["median"] - a["median"]) > 3 * (a["mad"] + b["mad"]) and a["n"] > 1 and b["n"] > 1
 
 
+def compare_micro(a: dict[str, Any], b: dict[str, Any], title: str) -> Table:
+    """Row by row: the medians of two micro runs and their difference."""
+    key = ("layer", "case", "variant", "payload")
+    old = {tuple(r[k] for k in key): r for r in a["results"]}
+    table = Table(title=title)
+    for col in ("layer", "case", "variant", "payload", "A ns/op", "B ns/op", "B/A - 1"):
+        table.add_column(col, justify="right" if "ns" in col or "/" in col else "left")
+    for r in b["results"]:
+        prev = old.get(tuple(r[k] for k in key))
+        if prev is None:
+            continue
+        change = 100 * (r["ns_per_op"] / prev["ns_per_op"] - 1)
+        table.add_row(r["layer"], r["case"], r["variant"], r["payload"] or "-",
+                      f"{prev['ns_per_op']:,.0f}", f"{r['ns_per_op']:,.0f}", f"{change:+.1f}%")
+    return table
+
+
 def compare_command(baseline: Path, candidate: Path) -> int:
     a, b = _load(baseline), _load(candidate)
+    if a["schema"] != b["schema"]:
+        raise WsprofError(f"cannot compare a {a['schema']} result with a {b['schema']} one")
+    if a["schema"] == "wsprof.micro/1":
+        make_console().print(compare_micro(a, b, f"wsprof micro: {baseline} → {candidate}"))
+        return 0
     base = {v["name"]: v for v in a["variants"] if v["status"] == "ok"}
     table = Table(title=f"{a['scenario']}: {baseline} → {candidate}")
     for col in ("variant", "server CPU µs/msg", "change", "msgs/s", "change", "verdict"):
@@ -51,5 +76,5 @@ def compare_command(baseline: Path, candidate: Path) -> int:
             f"{cpu_change:+.1f}%", f"{old['throughput_msgs_per_s']:,.0f} → {v['throughput_msgs_per_s']:,.0f}",
             f"{thr_change:+.1f}%", verdict,
         )
-    Console().print(table)
+    make_console().print(table)
     return 1 if regressions else 0
