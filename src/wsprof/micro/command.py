@@ -31,12 +31,10 @@ def micro_command(layers: list[str] | None, payloads: list[str] | None, quick: b
             TextColumn("{task.description}"), TimeElapsedColumn(),
             console=err, transient=True,
         ) as bar:
-            task = bar.add_task(rows[0].id, total=len(rows))
+            task = bar.add_task(rows[0].id, total=len(rows) * settings.rounds)
 
             def advance(row: Row) -> None:
-                position = rows.index(row) + 1
-                upcoming = rows[position].id if position < len(rows) else "done"
-                bar.update(task, advance=1, description=upcoming)
+                bar.update(task, advance=1, description=f"{row.id} done")
 
             results = run_rows(rows, settings, advance)
     else:

@@ -13,12 +13,13 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,23 +41,28 @@ class Settings:
     warmups: int
     min_time: float
     jobs: int = 1  # rows measured side by side; >1 only where roughness is accepted
+    rounds: int = 1  # passes over all rows; each row's values are spread over the whole run
+    loops: int = 0  # 0: pyperf calibrates; later rounds reuse the first round's loops
 
     def pyperf_args(self) -> list[str]:
-        return [
+        args = [
             "--processes", str(self.processes),
             "--values", str(self.values),
             "--warmups", str(self.warmups),
             "--min-time", str(self.min_time),
         ]
+        return args + (["--loops", str(self.loops)] if self.loops else [])
 
     def as_dict(self) -> dict[str, Any]:
         return {"harness": "pyperf", "spread_kind": SPREAD_KIND, **asdict(self)}
 
 
-# Full: 4 processes x 5 short values = 20 values per row. Process start-up
-# (~0.3 s each, mostly imports) is the main cost, so more, shorter values per
-# process buy a steadier median for less time than more processes would.
-FULL = Settings("full", processes=4, values=5, warmups=1, min_time=0.02)
+# Full: 2 rounds x 2 processes x 5 short values = 20 values per row. Process
+# start-up (~0.3 s each, mostly imports) is the main cost, so more, shorter
+# values per process buy a steadier median for less time than more processes.
+# Two rounds over all rows put each row's values at two moments of the run, so
+# a burst of contention on this shared host skews no row alone.
+FULL = Settings("full", processes=2, values=5, warmups=1, min_time=0.02, rounds=2)
 # Quick: one measured process after pyperf's calibration process; start-up of
 # the processes, not the timing, is what costs here, so two rows run side by
 # side on a 2-core machine (rough figures, as --quick promises).
@@ -85,21 +91,40 @@ def _stderr_tail(text: str) -> str:
     return root[:300]
 
 
-def _result(row: Row, bench: Any) -> dict[str, Any]:
-    values = bench.get_values()
-    runs = [run for run in bench.get_runs() if run.values]
+@dataclass
+class Measured:
+    """Per-op times (seconds) of one row, gathered over every round."""
+
+    values: list[float] = field(default_factory=list)
+    processes: int = 0
+    loops: list[int] = field(default_factory=list)
+
+    def add(self, bench: Any) -> None:
+        runs = [run for run in bench.get_runs() if run.values]
+        self.values.extend(bench.get_values())
+        self.processes += len(runs)
+        self.loops.extend(run.get_loops() for run in runs)
+
+
+def _result(row: Row, measured: Measured) -> dict[str, Any]:
+    values = sorted(measured.values)
+    median = statistics.median(values)
     return {
         "layer": row.layer,
         "case": row.case,
         "variant": row.variant,
         "payload": row.payload,
-        "ns_per_op": bench.median() * 1e9,
-        "spread_ns": bench.median_abs_dev() * 1e9,
+        "ns_per_op": median * 1e9,
+        "spread_ns": statistics.median(abs(v - median) for v in values) * 1e9,
         "spread_kind": SPREAD_KIND,
-        "stdev_ns": bench.stdev() * 1e9 if len(values) > 1 else 0.0,
+        "stdev_ns": statistics.stdev(values) * 1e9 if len(values) > 1 else 0.0,
+        # The 10th percentile: on a shared host whose CPU alternates between an
+        # uncontended and a contended speed, this tracks the uncontended cost.
+        "p10_ns": values[int(0.1 * (len(values) - 1))] * 1e9,
+        "min_ns": values[0] * 1e9,
         "values": len(values),
-        "processes": len(runs),
-        "loops": runs[0].get_loops() if runs else 0,
+        "processes": measured.processes,
+        "loops": statistics.median(measured.loops) if measured.loops else 0,
         "ratio_to_baseline": None,
     }
 
@@ -115,44 +140,63 @@ def add_ratios(results: list[dict[str, Any]]) -> None:
 
 def run_rows(rows: Sequence[Row], settings: Settings,
              progress: Progress | None = None) -> list[dict[str, Any]]:
-    """Measure ``rows`` (``settings.jobs`` shards side by side); all or nothing."""
+    """Measure ``rows`` in ``settings.rounds`` passes (``settings.jobs`` shards side by side).
+
+    All or nothing: any failing row raises MeasurementError.
+    """
     rows = list(rows)
-    if settings.jobs <= 1 or len(rows) < 2:
-        results = _run_shard(rows, settings, progress)
-    else:
-        shards = [rows[i::settings.jobs] for i in range(settings.jobs)]
-        lock = threading.Lock()
-
-        def locked_progress(row: Row) -> None:
-            if progress is not None:
-                with lock:
-                    progress(row)
-
-        outcomes: list[list[dict[str, Any]] | BaseException] = [[] for _ in shards]
-
-        def work(i: int) -> None:
-            try:
-                outcomes[i] = _run_shard(shards[i], settings, locked_progress)
-            except BaseException as exc:
-                outcomes[i] = exc
-
-        threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(shards))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        by_row = {(r["layer"], r["case"], r["variant"], r["payload"]): r
-                  for outcome in outcomes for r in outcome}  # type: ignore[union-attr]
-        results = [by_row[row.as_tuple()] for row in rows]
+    measured = {row: Measured() for row in rows}
+    for row, bench in _run_round(rows, settings, progress):
+        measured[row].add(bench)
+    for _ in range(settings.rounds - 1):
+        # Later rounds reuse the first round's calibrated loops (rows grouped by
+        # their loop count), which saves a calibration process per row.
+        groups: dict[int, list[Row]] = {}
+        for row in rows:
+            groups.setdefault(int(measured[row].loops[0]), []).append(row)
+        for loops, group in groups.items():
+            for row, bench in _run_round(group, replace(settings, loops=loops), progress):
+                measured[row].add(bench)
+    results = [_result(row, measured[row]) for row in rows]
     add_ratios(results)
     return results
 
 
+def _run_round(rows: list[Row], settings: Settings,
+               progress: Progress | None) -> list[tuple[Row, Any]]:
+    if settings.jobs <= 1 or len(rows) < 2:
+        return _run_shard(rows, settings, progress)
+    shards = [rows[i::settings.jobs] for i in range(settings.jobs)]
+    lock = threading.Lock()
+
+    def locked_progress(row: Row) -> None:
+        if progress is not None:
+            with lock:
+                progress(row)
+
+    outcomes: list[list[tuple[Row, Any]] | BaseException] = [[] for _ in shards]
+
+    def work(i: int) -> None:
+        try:
+            outcomes[i] = _run_shard(shards[i], settings, locked_progress)
+        except BaseException as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(shards))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    merged: list[tuple[Row, Any]] = []
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        merged.extend(outcome)
+    return merged
+
+
 def _run_shard(rows: Sequence[Row], settings: Settings,
-               progress: Progress | None = None) -> list[dict[str, Any]]:
+               progress: Progress | None = None) -> list[tuple[Row, Any]]:
     """Measure ``rows`` in one pyperf manager subprocess; all or nothing.
 
     Raises MeasurementError naming the failing row (with the root cause from
@@ -208,7 +252,7 @@ def _run_shard(rows: Sequence[Row], settings: Settings,
             raise MeasurementError(f"micro row {failed.id} failed ({why})")
         suite = pyperf.BenchmarkSuite.load(str(output))
         benches = {bench.get_name(): bench for bench in suite.get_benchmarks()}
-    return [_result(row, benches[row.id]) for row in rows]
+    return [(row, benches[row.id]) for row in rows]
 
 
 def run_micro(layers: Sequence[str] | None = None, payloads: Sequence[str] | None = None,
