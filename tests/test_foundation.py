@@ -123,3 +123,19 @@ def test_python_dash_m_and_help():
     assert out.returncode == 0
     for command in ("micro", "scenario", "load", "client-bench", "attribute", "diff", "profile"):
         assert command in out.stdout
+
+
+@pytest.mark.parametrize("url", ["ws://example.com/ws", "ws://10.1.2.3:80/ws", "ws://192.168.0.1/ws"])
+def test_load_refuses_anything_but_loopback(url):
+    from wsprof.client.base import LoadConfig
+    from wsprof.errors import WsprofError
+
+    with pytest.raises(WsprofError, match="not a loopback address"):
+        LoadConfig(url=url)
+
+
+@pytest.mark.parametrize("url", ["ws://127.0.0.1:9/ws", "ws://localhost:9/ws", "ws://[::1]:9/ws", "ws://127.3.2.1:9/"])
+def test_load_accepts_loopback(url):
+    from wsprof.client.base import LoadConfig
+
+    assert LoadConfig(url=url).port == 9

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -15,6 +16,16 @@ CLIENTS = ("fast", "reference")
 # A process whose CPU time is at least this share of the window's wall time was
 # saturated: its throughput figure describes the client, not the server.
 CLIENT_BOUND_SHARE = 0.85
+
+
+def is_loopback(host: str) -> bool:
+    """Load is only ever sent to this machine: a benchmark must not flood a network."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class LoadError(MeasurementError):
@@ -47,6 +58,11 @@ class LoadConfig:
         parts = urlsplit(self.url)
         if parts.scheme not in ("ws", "http") or not parts.hostname:
             raise WsprofError(f"URL must be ws://HOST:PORT/PATH, not {self.url!r}")
+        if not is_loopback(parts.hostname):
+            raise WsprofError(
+                f"{parts.hostname} is not a loopback address: wsprof drives servers on this "
+                "machine only (127.0.0.0/8, ::1, localhost)"
+            )
         if self.mode not in MODES:
             raise WsprofError(f"unknown mode {self.mode!r} (valid: {', '.join(MODES)})")
         if not 1 <= self.connections <= 10_000:
