@@ -42,6 +42,10 @@ options = { loop = "uvloop" }
 name = "socketio-asgi"
 stack = "socketio-asgi"
 options = { loop = "uvloop", serializer = "json" }
+[[variants]]
+name = "socketio-asgi-orjson"
+stack = "socketio-asgi"
+options = { loop = "uvloop", serializer = "orjson" }
 """
 
 
@@ -70,8 +74,8 @@ def test_quick_scenario_writes_valid_json_with_attribution(tiny: Path, tmp_path:
     doc = json.loads(out.read_text())
     jsonschema.validate(doc, SCHEMA)
     assert doc["complete"] is True
-    raw, sio = doc["variants"]
-    for v in (raw, sio):
+    raw, sio, sio_orjson = doc["variants"]
+    for v in (raw, sio, sio_orjson):
         assert v["status"] == "ok"
         assert v["throughput_msgs_per_s"] > 0
         assert v["server_cpu_us_per_msg"] > 0
@@ -108,8 +112,7 @@ def test_a_port_that_cannot_be_bound_fails_that_variant_only(tiny: Path, tmp_pat
     assert f"could not bind 127.0.0.1:{port}" in proc.stderr
     doc = json.loads(out.read_text())
     assert doc["complete"] is False
-    assert doc["variants"][0]["status"] == "ok"
-    assert doc["variants"][1]["status"] == "failed"
+    assert [v["status"] for v in doc["variants"]] == ["ok", "failed", "ok"]
 
 
 def test_a_server_dying_mid_run_is_reported_and_the_rest_finishes(tiny: Path):
@@ -121,8 +124,9 @@ def test_a_server_dying_mid_run_is_reported_and_the_rest_finishes(tiny: Path):
     runner = KillSecondServer(load_scenario(str(tiny)), profile=False)
     doc = runner.run()
     assert doc["complete"] is False
-    first, second = doc["variants"]
+    first, second, third = doc["variants"]
     assert first["status"] == "ok" and first["latency_us"]["p50"] > 0
+    assert third["status"] == "ok" and third["latency_us"]["p50"] > 0
     assert second["status"] == "failed"
     assert "SIGKILL" in second["error"] or "died" in second["error"]
     assert all(not psutil.pid_exists(run.server.pid) or psutil.Process(run.server.pid).status() == "zombie"

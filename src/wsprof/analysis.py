@@ -67,7 +67,7 @@ def _attribution(runner: ScenarioRunner, run: VariantRun, figures: dict[str, Any
     write_flamegraph(stacks, svg, title=f"{runner.scenario.name}: {run.variant.name}", rules=rules)
     speedscope = run.folded.with_suffix(".speedscope.json")
     write_speedscope(stacks, speedscope, name=f"{runner.scenario.name}: {run.variant.name}")
-    clean = figures["throughput_msgs_per_s"]
+    adjacent = run.capacity[-1].msgs_per_s  # the clean window right before the profiled one
     return {
         "layers": {
             name: {"share": share.share, "samples": share.samples, "us_per_msg": us[name]}
@@ -78,8 +78,10 @@ def _attribution(runner: ScenarioRunner, run: VariantRun, figures: dict[str, Any
         "profiled_messages": run.profiled.messages,
         "profiler_overhead": {
             "profiled_msgs_per_s": run.profiled.msgs_per_s,
-            "clean_msgs_per_s": clean,
-            "throughput_ratio": run.profiled.msgs_per_s / clean if clean else None,
+            "clean_msgs_per_s": adjacent,
+            "clean_median_msgs_per_s": figures["throughput_msgs_per_s"],
+            "throughput_ratio": run.profiled.msgs_per_s / adjacent if adjacent else None,
+            "server_cpu_us_per_msg_profiled": run.profiled.server_cpu_us_per_msg,
         },
         "flamegraphs": {"folded": str(run.folded), "svg": str(svg), "speedscope": str(speedscope)},
     }

@@ -78,6 +78,11 @@ class VariantRun:
         return self.error is None
 
 
+def packet_format(serializer: str) -> str:
+    """What the client must speak: orjson (through the shim) still writes JSON packets."""
+    return "msgpack" if serializer == "msgpack" else "json"
+
+
 def _pinning() -> tuple[int | None, list[int] | None]:
     """Server on one core, client on another, when there are two or more."""
     cores = sorted(os.sched_getaffinity(0))
@@ -119,6 +124,7 @@ class ScenarioRunner:
         self.micro_results: list[dict[str, Any]] = []
         self.closure_note: str | None = None
         self.floor_us: float | None = None
+        self._pyspy: Any = None  # the py-spy module once it is known to work here
 
     # -- windows ---------------------------------------------------------------
 
@@ -136,7 +142,7 @@ class ScenarioRunner:
         config = LoadConfig(
             url=server.url, mode=server.mode, connections=self.plan.connections,
             in_flight=self.plan.in_flight, rate=rate, duration=duration,
-            payload=self.plan.payload, serializer=server.serializer,
+            payload=self.plan.payload, serializer=packet_format(server.serializer),
             warmup=self.plan.warmup_s, on_window=mark,
         )
         result = run_load(config, client=self.client, cpus=self.client_cpus)
@@ -181,11 +187,21 @@ class ScenarioRunner:
                 run.error = f"server failed to start: {exc}"
 
     def _capacity(self, advance: Callable[[str], None]) -> None:
+        """Closed-loop windows, round-robin; the last round pairs each with a profiled window.
+
+        The profiled window runs right after the same variant's last clean window,
+        so the profiler's overhead is a paired ratio of two adjacent windows, not
+        one window against a median taken minutes apart on a shared machine.
+        """
         for r in range(self.plan.repeats):
+            last = r == self.plan.repeats - 1
             for run in self.runs:
                 advance(f"capacity {run.variant.name} ({r + 1}/{self.plan.repeats})")
                 self._guarded(run, lambda run=run: run.capacity.append(
                     self._window(run, "capacity", self.plan.capacity_window_s, None)))
+                if last and self._pyspy is not None:
+                    advance(f"profiling {run.variant.name} (py-spy at {self.rate_hz} Hz)")
+                    self._guarded(run, lambda run=run: self._profile_one(run))
 
     def _choose_rate(self) -> None:
         if self.plan.latency_rate != "auto":
@@ -204,10 +220,8 @@ class ScenarioRunner:
                 self._guarded(run, lambda run=run: run.latency.append(
                     self._window(run, "latency", self.plan.latency_window_s, self.latency_rate)))
 
-    def _profile(self, advance: Callable[[str], None]) -> None:
-        # py-spy runs --nonblocking (it reads the server's memory without pausing it:
-        # a paused server loses throughput, which would be the profiler's, not the
-        # stack's), started from the client's thread so it shares the client's core.
+    def _check_profiler(self) -> None:
+        """py-spy must be able to attach; if not, say why and measure without it."""
         from wsprof.profiling import pyspy
 
         try:
@@ -216,12 +230,14 @@ class ScenarioRunner:
             self.profiler_note = str(exc)
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        for run in self.runs:
-            advance(f"profiling {run.variant.name} (py-spy at {self.rate_hz} Hz)")
-            self._guarded(run, lambda run=run: self._profile_one(run, pyspy))
+        self._pyspy = pyspy
 
-    def _profile_one(self, run: VariantRun, pyspy: Any) -> None:
-        assert run.server is not None
+    def _profile_one(self, run: VariantRun) -> None:
+        # py-spy runs --nonblocking (it reads the server's memory without pausing it:
+        # a paused server loses throughput, which would be the profiler's, not the
+        # stack's), started from the client's thread so it shares the client's core.
+        pyspy = self._pyspy
+        assert run.server is not None and pyspy is not None
         folded = self.out_dir / f"{run.variant.name}.folded"
         recorders: list[Any] = []
 
@@ -239,6 +255,7 @@ class ScenarioRunner:
             run.folded = folded
         except pyspy.ProfilerUnavailable as exc:
             self.profiler_note = str(exc)
+            self._pyspy = None
         finally:
             for recorder in recorders:
                 recorder.stop()
@@ -277,12 +294,12 @@ class ScenarioRunner:
                 started["first"] = False
                 progress.update(task, description=f"{self.scenario.name}: {description}")
 
+            if self.profile:
+                self._check_profiler()
             self._start_servers(stack, advance)
             self._capacity(advance)
             self._choose_rate()
             self._latency(advance)
-            if self.profile:
-                self._profile(advance)
             for run in self.runs:
                 if run.server is not None:
                     run.server.stop()

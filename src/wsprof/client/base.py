@@ -12,6 +12,7 @@ from wsprof.client.histogram import PyHistogram, latency_summary_us
 from wsprof.errors import MeasurementError, WsprofError
 
 MODES = ("raw", "socketio")
+SERIALIZERS = ("json", "msgpack")  # Socket.IO packet formats a client can speak
 CLIENTS = ("fast", "reference")
 # A process whose CPU time is at least this share of the window's wall time was
 # saturated: its throughput figure describes the client, not the server.
@@ -65,6 +66,10 @@ class LoadConfig:
             )
         if self.mode not in MODES:
             raise WsprofError(f"unknown mode {self.mode!r} (valid: {', '.join(MODES)})")
+        if self.serializer not in SERIALIZERS:
+            raise WsprofError(
+                f"unknown packet format {self.serializer!r} (valid: {', '.join(SERIALIZERS)})"
+            )
         if not 1 <= self.connections <= 10_000:
             raise WsprofError("--connections must be between 1 and 10000")
         if self.in_flight < 1:

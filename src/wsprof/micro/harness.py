@@ -69,6 +69,10 @@ FULL = Settings("full", processes=2, values=5, warmups=1, min_time=0.02, rounds=
 QUICK = Settings("quick", processes=1, values=3, warmups=1, min_time=0.01,
                  jobs=min(2, len(os.sched_getaffinity(0))))
 
+# Closure predictions inside a scenario: a handful of rows, one at a time (a
+# scenario's figures are compared with them), cheaper than a full run.
+CLOSURE = Settings("closure", processes=2, values=5, warmups=1, min_time=0.02)
+
 Progress = Callable[[Row], None]
 
 

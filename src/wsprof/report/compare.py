@@ -11,7 +11,6 @@ from rich.table import Table
 from wsprof.errors import WsprofError
 from wsprof.report.console import make_console
 
-
 SCHEMAS = ("wsprof.scenario/1", "wsprof.micro/1")
 
 

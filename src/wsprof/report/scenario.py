@@ -60,9 +60,14 @@ def _layer_table(doc: dict[str, Any]) -> Table | None:
     profiled = [v for v in doc["variants"] if v.get("layers")]
     if not profiled:
         return None
+    caption = ("shares from a separate profiled window; overhead = its throughput over the clean "
+               "window run just before it")
+    if not doc["profiling"].get("native"):
+        caption += ("; without --native, C work (uvloop's I/O and syscalls, orjson, greenlet "
+                    "switches) is charged to the Python frame that called it")
     table = Table(
         title="server CPU µs/message by layer (py-spy shares x clean CPU µs/msg)",
-        caption="shares from a separate profiled window; overhead = profiled/clean throughput",
+        caption=caption,
     )
     table.add_column("layer")
     for v in profiled:
