@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="where flamegraphs go (default ./flamegraphs)")
     scenario.add_argument("--no-profile", action="store_true", help="skip the py-spy window and attribution")
     scenario.add_argument("--rate-hz", type=_positive_int, default=None, metavar="HZ",
-                          help="py-spy sampling rate (default from the scenario, else 250)")
+                          help="py-spy sampling rate (default from the scenario, else 500)")
     scenario.add_argument("--native", action="store_true", help="py-spy --native (C frames)")
     scenario.add_argument("--rules", type=Path, metavar="FILE", help="layer rules TOML overriding the defaults")
     scenario.add_argument("--repeats", type=_positive_int, metavar="N", help="measurement windows per variant")
@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     profile.add_argument("--pid", type=int, required=True)
     profile.add_argument("--duration", type=_positive_float, default=10.0, metavar="S")
-    profile.add_argument("--rate-hz", type=_positive_int, default=250, metavar="HZ")
+    profile.add_argument("--rate-hz", type=_positive_int, default=500, metavar="HZ")
     profile.add_argument("--native", action="store_true")
     profile.add_argument("--idle", action="store_true")
     profile.add_argument("--rules", type=Path, metavar="FILE")

@@ -82,14 +82,17 @@ def needed_rows(variants: list[tuple[str, dict[str, str]]], payload: str) -> lis
     return rows
 
 
-def measure_predictions(rows: list[Row]) -> list[dict[str, Any]]:
+def measure_predictions(rows: list[Row], quick: bool = False) -> list[dict[str, Any]]:
     """Run the needed micro rows, one at a time, with the servers already stopped."""
+    from dataclasses import replace
+
     from wsprof.micro.catalog import Row as MicroRow
     from wsprof.micro.harness import CLOSURE, run_rows
 
     if not rows:
         return []
-    return run_rows([MicroRow(*row) for row in rows], CLOSURE)
+    settings = replace(CLOSURE, processes=1) if quick else CLOSURE
+    return run_rows([MicroRow(*row) for row in rows], settings)
 
 
 def closure_entries(stack: str, options: dict[str, str], payload: str,

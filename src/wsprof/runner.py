@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -108,7 +108,7 @@ class ScenarioRunner:
         self.scenario = scenario
         self.quick = quick
         plan = scenario.plan(quick)
-        self.plan: LoadPlan = plan if repeats is None else LoadPlan(**{**asdict(plan), "repeats": repeats})
+        self.plan: LoadPlan = plan if repeats is None else replace(plan, repeats=repeats)
         self.profile = profile
         self.rate_hz = rate_hz or self.plan.profile_rate_hz
         self.native = native
@@ -267,7 +267,7 @@ class ScenarioRunner:
         advance("closure: micro predictions and the loopback floor")
         variants = [(run.variant.stack, run.server.options) for run in self.runs if run.ok and run.server]
         try:
-            self.micro_results = measure_predictions(needed_rows(variants, self.plan.payload))
+            self.micro_results = measure_predictions(needed_rows(variants, self.plan.payload), self.quick)
         except MeasurementError as exc:
             self.closure_note = f"closure unavailable: {exc}"
         if fastpath.available("_fastclient"):

@@ -26,8 +26,8 @@ class LoadPlan:
     latency_window_s: float = 3.0
     latency_rate: float | str = "auto"
     latency_load: float = 0.5
-    profile_window_s: float = 3.0
-    profile_rate_hz: int = 250
+    profile_window_s: float = 4.0
+    profile_rate_hz: int = 500
     repeats: int = 3
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from wsprof.profiling.folded import Stack
+from wsprof.profiling.folded import Stack, parse_frame
 from wsprof.profiling.layers import IDLE, INHERIT, OTHER, RuleSet, default_rules
 
 WIDTH = 1200
@@ -72,7 +72,26 @@ class _Node:
     children: dict[str, _Node] = field(default_factory=dict)
 
 
-def _add(root: _Node, stacks: Iterable[Stack], scale: float, into_b: bool) -> None:
+_THREAD_NAME_RE = re.compile(r"thread \([^)]*\)")
+
+
+def comparable_frame(frame: str) -> str:
+    """A root frame without the pid/tid that differ between two recordings.
+
+    Two variants run as two processes: ``process 123:"... --stack a"`` and
+    ``process 456:"... --stack b"`` must line up in a differential flamegraph,
+    or every frame above them would look new in B and gone from A.
+    """
+    kind = parse_frame(frame).kind
+    if kind == "process":
+        return "process"
+    if kind == "thread":
+        return _THREAD_NAME_RE.sub("thread", frame, count=1)
+    return frame
+
+
+def _add(root: _Node, stacks: Iterable[Stack], scale: float, into_b: bool,
+         comparable: bool = False) -> None:
     for stack in stacks:
         value = stack.count * scale
         node = root
@@ -80,7 +99,8 @@ def _add(root: _Node, stacks: Iterable[Stack], scale: float, into_b: bool) -> No
             node.b += value
         else:
             node.a += value
-        for frame in stack.frames:
+        for depth, raw in enumerate(stack.frames):
+            frame = comparable_frame(raw) if comparable and depth < 2 else raw
             child = node.children.get(frame)
             if child is None:
                 child = node.children[frame] = _Node(frame)
@@ -283,8 +303,8 @@ def diff_flamegraph_svg(
         scale_b = 100.0 / total_b if total_b else 0.0
         unit = "% of all samples"
     root = _Node("all")
-    _add(root, a, scale_a, into_b=False)
-    _add(root, b, scale_b, into_b=True)
+    _add(root, a, scale_a, into_b=False, comparable=True)
+    _add(root, b, scale_b, into_b=True, comparable=True)
     total = (root.a + root.b) / 2
 
     def mean(n: _Node) -> float:
