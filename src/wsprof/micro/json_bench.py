@@ -42,10 +42,9 @@ def _loop(call: Callable[[Any], Any], arg: Any) -> TimeFunc:
     return time_func
 
 
-def _json_dumps(value: Any) -> TimeFunc:
-    import json
-
-    dumps, separators = json.dumps, SEPARATORS
+def _compact_dumps(dumps: Callable[..., Any], value: Any) -> TimeFunc:
+    """Time ``dumps(value, separators=...)``, the call python-socketio makes per packet."""
+    separators = SEPARATORS
 
     def time_func(loops: int) -> float:
         t0 = perf_counter()
@@ -54,20 +53,18 @@ def _json_dumps(value: Any) -> TimeFunc:
         return perf_counter() - t0
 
     return time_func
+
+
+def _json_dumps(value: Any) -> TimeFunc:
+    import json
+
+    return _compact_dumps(json.dumps, value)
 
 
 def _orjson_shim_dumps(value: Any) -> TimeFunc:
     from wsprof.servers import orjson_shim
 
-    dumps, separators = orjson_shim.dumps, SEPARATORS
-
-    def time_func(loops: int) -> float:
-        t0 = perf_counter()
-        for _ in range(loops):
-            dumps(value, separators=separators)
-        return perf_counter() - t0
-
-    return time_func
+    return _compact_dumps(orjson_shim.dumps, value)
 
 
 def _dumps(variant: str, value: Any) -> TimeFunc:

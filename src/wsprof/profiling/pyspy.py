@@ -250,19 +250,12 @@ class Recorder:
             _stop(self._proc, grace=5.0)
 
 
-def record(
-    pid: int,
-    out: Path | str,
-    duration: float,
-    rate: int = 100,
-    native: bool = False,
-    idle: bool = False,
-    subprocesses: bool = True,
-    nonblocking: bool = False,
-    timeout: float | None = None,
-) -> Recording:
-    """Sample ``pid`` (and its children) for ``duration`` seconds into a raw folded file."""
-    recorder = Recorder(pid, out, duration, rate, native, idle, subprocesses, nonblocking, timeout)
+def record(pid: int, out: Path | str, duration: float, **options: Any) -> Recording:
+    """Sample ``pid`` (and its children) for ``duration`` seconds into a raw folded file.
+
+    ``options`` are :class:`Recorder`'s (rate, native, idle, subprocesses, nonblocking, timeout).
+    """
+    recorder = Recorder(pid, out, duration, **options)
     try:
         return recorder.start().wait()
     finally:
