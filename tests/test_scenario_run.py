@@ -164,6 +164,8 @@ def test_ctrl_c_tears_everything_down_and_writes_nothing(tiny: Path, tmp_path: P
     proc = subprocess.Popen(
         [sys.executable, "-m", "wsprof", "scenario", str(tiny), "--json", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Background jobs of a non-interactive shell (CI) ignore SIGINT: restore Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 60
