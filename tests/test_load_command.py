@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from wsprof.servers.launcher import ServerProcess
@@ -59,3 +60,30 @@ def test_connection_refused_is_one_line():
     proc = _load(f"ws://127.0.0.1:{port}/ws", "--duration", "1")
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"wsprof: error: cannot connect to 127.0.0.1:{port}: Connection refused"
+
+
+@pytest.mark.parametrize(("stack", "options"), [
+    ("starlette-raw", {"ws": "wsproto"}),
+    ("websockets-raw", {}),
+    ("socketio-asgi", {"serializer": "orjson"}),
+    ("socketio-asgi", {"serializer": "msgpack"}),
+    ("socketio-eventlet", {}),
+    ("socketio-gevent", {}),
+])
+@pytest.mark.parametrize("payload", ["small", "binary"])
+def test_every_stack_echoes_through_the_fast_client(stack, options, payload):
+    """The fast client checks every echo against what it sent: a mismatch is an error."""
+    from wsprof.client.base import LoadConfig
+    from wsprof.client.driver import run_load
+    from wsprof.runner import packet_format
+
+    with ServerProcess(stack, options) as server:
+        config = LoadConfig(url=server.url, mode=server.mode, connections=3, in_flight=2,
+                            duration=0.5, warmup=0.1, payload=payload,
+                            serializer=packet_format(server.serializer))
+        result = run_load(config, client="fast")
+        server.check_alive()
+        pids = server.pids()
+    assert result.errors == {}
+    assert result.messages > 20
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids)
