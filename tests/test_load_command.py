@@ -87,3 +87,15 @@ def test_every_stack_echoes_through_the_fast_client(stack, options, payload):
     assert result.errors == {}
     assert result.messages > 20
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids)
+
+
+def test_workers_split_the_load_and_merge_their_results(tmp_path: Path):
+    out = tmp_path / "load.json"
+    with ServerProcess("starlette-raw") as server:
+        proc = _load(server.url, "--connections", "6", "--workers", "2", "--messages", "3000",
+                     "--duration", "10", "--warmup", "0.1", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["workers"] == 2
+    assert doc["messages"] == 3000  # each worker stopped at its half of the limit
+    assert doc["errors"] == {}
