@@ -119,13 +119,17 @@ def test_cli_without_command_prints_help(capsys):
 
 
 def test_python_dash_m_and_help():
-    out = subprocess.run([sys.executable, "-m", "wsprof", "--help"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "wsprof", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0
     for command in ("micro", "scenario", "load", "client-bench", "attribute", "diff", "profile"):
         assert command in out.stdout
 
 
-@pytest.mark.parametrize("url", ["ws://example.com/ws", "ws://10.1.2.3:80/ws", "ws://192.168.0.1/ws"])
+@pytest.mark.parametrize(
+    "url", ["ws://example.com/ws", "ws://10.1.2.3:80/ws", "ws://192.168.0.1/ws"]
+)
 def test_load_refuses_anything_but_loopback(url):
     from wsprof.client.base import LoadConfig
     from wsprof.errors import WsprofError
@@ -134,7 +138,9 @@ def test_load_refuses_anything_but_loopback(url):
         LoadConfig(url=url)
 
 
-@pytest.mark.parametrize("url", ["ws://127.0.0.1:9/ws", "ws://localhost:9/ws", "ws://[::1]:9/ws", "ws://127.3.2.1:9/"])
+@pytest.mark.parametrize(
+    "url", ["ws://127.0.0.1:9/ws", "ws://localhost:9/ws", "ws://[::1]:9/ws", "ws://127.3.2.1:9/"]
+)
 def test_load_accepts_loopback(url):
     from wsprof.client.base import LoadConfig
 

@@ -57,7 +57,8 @@ def test_every_layer_measures_positive_numbers(cross_layer: list[dict[str, Any]]
 
 
 def test_binary_event_costs_more_to_decode_than_a_small_engineio_frame(
-        cross_layer: list[dict[str, Any]]) -> None:
+    cross_layer: list[dict[str, Any]],
+) -> None:
     decode_binary = lookup(cross_layer, "framing", "socketio-decode", "python-socketio", "binary")
     eio_small = lookup(cross_layer, "framing", "engineio-decode", "python-engineio", "small")
     assert decode_binary is not None and eio_small is not None
@@ -93,7 +94,9 @@ def test_orjson_dumps_small_is_cheaper_than_json(json_small: tuple[int, Path]) -
     assert fast["ns_per_op"] < stdlib["ns_per_op"]
     assert stdlib["ratio_to_baseline"] == pytest.approx(1.0)
     assert fast["ratio_to_baseline"] == pytest.approx(fast["ns_per_op"] / stdlib["ns_per_op"])
-    echo = predict_ns(results, [("json", "dumps", "json", "small"), ("json", "loads", "json", "small")])
+    echo = predict_ns(
+        results, [("json", "dumps", "json", "small"), ("json", "loads", "json", "small")]
+    )
     assert echo is not None and echo > stdlib["ns_per_op"]
     assert predict_ns(results, [("json", "dumps", "json", "large")]) is None
 
@@ -126,19 +129,27 @@ def test_rows_cover_the_required_interface() -> None:
 
 
 def test_unknown_layer_lists_the_valid_ones(tmp_path: Path) -> None:
-    with pytest.raises(WsprofError, match=r"unknown layer 'nope' \(valid: greenlet, asyncio, framing, json\)"):
+    with pytest.raises(
+        WsprofError, match=r"unknown layer 'nope' \(valid: greenlet, asyncio, framing, json\)"
+    ):
         micro_command(["nope"], None, True, tmp_path / "x.json")
     assert not (tmp_path / "x.json").exists()
 
 
 def test_unknown_payload_lists_the_valid_ones() -> None:
-    with pytest.raises(WsprofError, match=r"unknown payload 'huge' \(valid: small, medium, large, binary\)"):
+    with pytest.raises(
+        WsprofError, match=r"unknown payload 'huge' \(valid: small, medium, large, binary\)"
+    ):
         micro_command(None, ["huge"], True, None)
 
 
 def test_cli_exits_2_on_unknown_layer() -> None:
-    proc = subprocess.run([sys.executable, "-m", "wsprof", "micro", "--layer", "nope"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wsprof", "micro", "--layer", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "unknown layer 'nope'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -147,6 +158,8 @@ def test_cli_exits_2_on_unknown_layer() -> None:
 def test_failing_worker_names_the_row_and_the_cause() -> None:
     # Built directly, bypassing select_rows: the worker itself must reject it.
     bad = Row("json", "dumps", "orjson", "nope")
-    with pytest.raises(MeasurementError, match=r"json/dumps/orjson/nope failed .*unknown payload 'nope'") as info:
+    with pytest.raises(
+        MeasurementError, match=r"json/dumps/orjson/nope failed .*unknown payload 'nope'"
+    ) as info:
         run_rows([bad], QUICK)
     assert "\n" not in str(info.value)

@@ -316,11 +316,18 @@ def test_diff_lines_up_two_processes_of_different_variants():
     from wsprof.profiling.flamegraph import diff_flamegraph_svg
     from wsprof.profiling.folded import parse_folded
 
-    a = parse_folded('process 11:"python -m serve --stack a";main (srv.py:1);send (socket.py:5) 10\n')
-    b = parse_folded('process 22:"python -m serve --stack b";main (srv.py:1);send (socket.py:5) 30\n')
+    a = parse_folded(
+        'process 11:"python -m serve --stack a";main (srv.py:1);send (socket.py:5) 10\n'
+    )
+    b = parse_folded(
+        'process 22:"python -m serve --stack b";main (srv.py:1);send (socket.py:5) 30\n'
+    )
     svg = diff_flamegraph_svg(a, b, messages_a=10, messages_b=10)
     assert svg.count('data-n="main (srv.py:1)"') == 1
     assert svg.count('data-n="process"') == 1
     assert "process 11" not in svg and "process 22" not in svg
     # 10 vs 30 samples over 10 messages each: 1000 vs 3000 samples per 1k messages.
-    assert "A: 1000 samples per 1k messages&#10;B: 3000 samples per 1k messages&#10;delta: +2000" in svg
+    assert (
+        "A: 1000 samples per 1k messages&#10;B: 3000 samples per 1k messages&#10;delta: +2000"
+        in svg
+    )

@@ -33,9 +33,14 @@ def test_every_required_scenario_ships_and_loads():
 
 def test_variant_names_follow_the_stack_and_option():
     assert [v.name for v in load_scenario("json-encoding").variants] == [
-        "socketio-asgi", "socketio-asgi-orjson", "socketio-asgi-msgpack",
+        "socketio-asgi",
+        "socketio-asgi-orjson",
+        "socketio-asgi-msgpack",
     ]
-    assert [v.name for v in load_scenario("socketio-framing").variants] == ["starlette-raw", "socketio-asgi"]
+    assert [v.name for v in load_scenario("socketio-framing").variants] == [
+        "starlette-raw",
+        "socketio-asgi",
+    ]
 
 
 def test_a_user_file_by_path(tmp_path: Path):
@@ -49,10 +54,16 @@ def test_a_user_file_by_path(tmp_path: Path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (("connections = 4", "connections = -1"), "key 'load.connections': must be a positive integer"),
+        (
+            ("connections = 4", "connections = -1"),
+            "key 'load.connections': must be a positive integer",
+        ),
         (("connections = 4", "connectons = 4"), "key 'load.connectons': unknown key"),
         (("connections = 4", 'payload = "huge"'), "key 'load.payload': unknown payload 'huge'"),
-        (('stack = "starlette-raw"', 'stack = "tornado"'), "key 'variants[0].stack/options': unknown stack 'tornado'"),
+        (
+            ('stack = "starlette-raw"', 'stack = "tornado"'),
+            "key 'variants[0].stack/options': unknown stack 'tornado'",
+        ),
         (('name = "mine"', ""), "key 'name': is required"),
         (("[[variants]]", "[[variant]]"), "key 'variant': unknown key"),
         (("connections = 4", "connections = "), "not valid TOML"),
@@ -68,7 +79,9 @@ def test_malformed_file_names_the_file_and_key(tmp_path: Path, change, message):
 
 
 def test_bad_option_value_is_named():
-    text = MINIMAL.replace('stack = "starlette-raw"', 'stack = "socketio-asgi"\noptions = { serializer = "yaml" }')
+    text = MINIMAL.replace(
+        'stack = "starlette-raw"', 'stack = "socketio-asgi"\noptions = { serializer = "yaml" }'
+    )
     with pytest.raises(WsprofError, match="serializer"):
         parse_scenario(text, "x.toml")
 

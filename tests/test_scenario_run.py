@@ -51,7 +51,8 @@ options = { loop = "uvloop", serializer = "orjson" }
 
 def _server_processes() -> set[int]:
     return {
-        p.pid for p in psutil.process_iter(["cmdline"])
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
         if "wsprof.servers.serve" in " ".join(p.info["cmdline"] or [])
     }
 
@@ -67,8 +68,20 @@ def test_quick_scenario_writes_valid_json_with_attribution(tiny: Path, tmp_path:
     before = _server_processes()
     out = tmp_path / "result.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "wsprof", "scenario", str(tiny), "--json", str(out), "--out", str(tmp_path / "fg")],
-        capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "wsprof",
+            "scenario",
+            str(tiny),
+            "--json",
+            str(out),
+            "--out",
+            str(tmp_path / "fg"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
@@ -88,7 +101,10 @@ def test_quick_scenario_writes_valid_json_with_attribution(tiny: Path, tmp_path:
     assert sio["server_cpu_us_per_msg"] > raw["server_cpu_us_per_msg"]
     assert raw["layers"]["socketio-framing"]["samples"] == 0
     assert raw["layers"]["socketio-dispatch"]["samples"] == 0
-    assert sio["layers"]["socketio-framing"]["samples"] + sio["layers"]["socketio-dispatch"]["samples"] > 0
+    assert (
+        sio["layers"]["socketio-framing"]["samples"] + sio["layers"]["socketio-dispatch"]["samples"]
+        > 0
+    )
     assert Path(sio["flamegraphs"]["diff_svg"]).is_file()
     assert {c["layer"] for c in sio["closure"]} >= {"json", "socketio-framing"}
     assert "starlette-raw" in proc.stdout and "socketio-asgi" in proc.stdout
@@ -100,13 +116,26 @@ def test_a_port_that_cannot_be_bound_fails_that_variant_only(tiny: Path, tmp_pat
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        text = TINY.replace('options = { loop = "uvloop", serializer = "json" }',
-                            f'options = {{ loop = "uvloop", serializer = "json" }}\nport = {port}')
+        text = TINY.replace(
+            'options = { loop = "uvloop", serializer = "json" }',
+            f'options = {{ loop = "uvloop", serializer = "json" }}\nport = {port}',
+        )
         tiny.write_text(text)
         out = tmp_path / "result.json"
         proc = subprocess.run(
-            [sys.executable, "-m", "wsprof", "scenario", str(tiny), "--no-profile", "--json", str(out)],
-            capture_output=True, text=True, timeout=180,
+            [
+                sys.executable,
+                "-m",
+                "wsprof",
+                "scenario",
+                str(tiny),
+                "--no-profile",
+                "--json",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
     assert proc.returncode == 1
     assert f"could not bind 127.0.0.1:{port}" in proc.stderr
@@ -129,13 +158,19 @@ def test_a_server_dying_mid_run_is_reported_and_the_rest_finishes(tiny: Path):
     assert third["status"] == "ok" and third["latency_us"]["p50"] > 0
     assert second["status"] == "failed"
     assert "SIGKILL" in second["error"] or "died" in second["error"]
-    assert all(not psutil.pid_exists(run.server.pid) or psutil.Process(run.server.pid).status() == "zombie"
-               for run in runner.runs)
+    assert all(
+        not psutil.pid_exists(run.server.pid) or psutil.Process(run.server.pid).status() == "zombie"
+        for run in runner.runs
+    )
 
 
 def test_unknown_scenario_is_a_one_line_error():
-    proc = subprocess.run([sys.executable, "-m", "wsprof", "scenario", "nope"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wsprof", "scenario", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1
     assert "unknown scenario 'nope'" in proc.stderr and "socketio-framing" in proc.stderr
@@ -144,17 +179,35 @@ def test_unknown_scenario_is_a_one_line_error():
 def test_malformed_scenario_file_is_a_one_line_error(tmp_path: Path):
     bad = tmp_path / "bad.toml"
     bad.write_text(TINY.replace("connections = 4", "connections = 0"))
-    proc = subprocess.run([sys.executable, "-m", "wsprof", "scenario", str(bad)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wsprof", "scenario", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"wsprof: error: {bad}: key 'load.connections': must be a positive integer"
+    assert (
+        proc.stderr.strip()
+        == f"wsprof: error: {bad}: key 'load.connections': must be a positive integer"
+    )
 
 
 def test_scenarios_lists_every_shipped_one():
-    proc = subprocess.run([sys.executable, "-m", "wsprof", "scenarios"], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "wsprof", "scenarios"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert proc.returncode == 0
-    for name in ("socketio-framing", "json-encoding", "event-loop", "greenlet-switching", "stack-matrix"):
+    for name in (
+        "socketio-framing",
+        "json-encoding",
+        "event-loop",
+        "greenlet-switching",
+        "stack-matrix",
+    ):
         assert name in proc.stdout
 
 
@@ -163,7 +216,9 @@ def test_ctrl_c_tears_everything_down_and_writes_nothing(tiny: Path, tmp_path: P
     out = tmp_path / "result.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "wsprof", "scenario", str(tiny), "--json", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         # Background jobs of a non-interactive shell (CI) ignore SIGINT: restore Ctrl-C.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )

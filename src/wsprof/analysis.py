@@ -38,8 +38,12 @@ def _variant_figures(run: VariantRun) -> dict[str, Any]:
         # in-flight / throughput); it is what most published benchmarks quote.
         "latency_at_capacity_us": merged_latency(cap),
         "latency_windows": len(lat),
-        "server_cpu_us_per_msg_at_rate": stats.median([w.server_cpu_us_per_msg for w in lat]) if lat else None,
-        "client_cpu_us_per_msg_at_rate": stats.median([w.client_cpu_us_per_msg for w in lat]) if lat else None,
+        "server_cpu_us_per_msg_at_rate": stats.median([w.server_cpu_us_per_msg for w in lat])
+        if lat
+        else None,
+        "client_cpu_us_per_msg_at_rate": stats.median([w.client_cpu_us_per_msg for w in lat])
+        if lat
+        else None,
         "errors": _sum_errors(cap + lat),
     }
     return figures
@@ -53,7 +57,9 @@ def _sum_errors(windows: list[Any]) -> dict[str, int]:
     return total
 
 
-def _attribution(runner: ScenarioRunner, run: VariantRun, figures: dict[str, Any]) -> dict[str, Any]:
+def _attribution(
+    runner: ScenarioRunner, run: VariantRun, figures: dict[str, Any]
+) -> dict[str, Any]:
     """Layers, flamegraphs and the profiler overhead of one variant's profiled window."""
     from wsprof.profiling.attribute import attribute, layer_us_per_msg
     from wsprof.profiling.flamegraph import write_flamegraph
@@ -97,15 +103,19 @@ def _diff(runner: ScenarioRunner, base: VariantRun, run: VariantRun) -> str:
     assert base.folded and run.folded and base.profiled and run.profiled
     out = runner.out_dir / f"{run.variant.name}.vs.{base.variant.name}.diff.svg"
     write_diff_flamegraph(
-        read_folded(base.folded), read_folded(run.folded), out,
-        messages_a=base.profiled.messages, messages_b=run.profiled.messages,
+        read_folded(base.folded),
+        read_folded(run.folded),
+        out,
+        messages_a=base.profiled.messages,
+        messages_b=run.profiled.messages,
         title=f"{runner.scenario.name}: {run.variant.name} vs {base.variant.name} (per message)",
     )
     return str(out)
 
 
-def latency_budget(p50_us: float, shares: dict[str, float], server_cpu_us: float,
-                   floor_us: float | None) -> dict[str, Any]:
+def latency_budget(
+    p50_us: float, shares: dict[str, float], server_cpu_us: float, floor_us: float | None
+) -> dict[str, Any]:
     """Split the median round trip into server work per layer, the floor, and waiting.
 
     Server work: the latency window's server CPU µs/message split by the profiled
@@ -136,12 +146,15 @@ def _deltas(variants: list[dict[str, Any]]) -> None:
             "variant": first["name"],
             "server_cpu_us_per_msg": d,
             "server_cpu_pct": 100.0 * d / base if base else None,
-            "throughput_pct": 100.0 * (v["throughput_msgs_per_s"] / first["throughput_msgs_per_s"] - 1)
-            if first["throughput_msgs_per_s"] else None,
+            "throughput_pct": 100.0
+            * (v["throughput_msgs_per_s"] / first["throughput_msgs_per_s"] - 1)
+            if first["throughput_msgs_per_s"]
+            else None,
         }
         if "layers" in v and "layers" in first:
             v["layer_deltas_us"] = {
-                name: v["layers"][name]["us_per_msg"] - first["layers"].get(name, {}).get("us_per_msg", 0.0)
+                name: v["layers"][name]["us_per_msg"]
+                - first["layers"].get(name, {}).get("us_per_msg", 0.0)
                 for name in v["layers"]
             }
 
@@ -168,9 +181,18 @@ def build_document(runner: ScenarioRunner) -> dict[str, Any]:
             if entry.get("latency_us") and entry["server_cpu_us_per_msg_at_rate"] is not None:
                 shares = {k: v["share"] for k, v in entry["layers"].items()}
                 entry["latency_budget"] = latency_budget(
-                    entry["latency_us"]["p50"], shares, entry["server_cpu_us_per_msg_at_rate"], floor_us)
+                    entry["latency_us"]["p50"],
+                    shares,
+                    entry["server_cpu_us_per_msg_at_rate"],
+                    floor_us,
+                )
             entry["closure"] = closure_entries(
-                run.variant.stack, entry["options"], runner.plan.payload, entry["layers"], runner.micro_results)
+                run.variant.stack,
+                entry["options"],
+                runner.plan.payload,
+                entry["layers"],
+                runner.micro_results,
+            )
         variants.append(entry)
     base = runner.runs[0]
     for run, entry in zip(runner.runs, variants, strict=True):
@@ -202,7 +224,9 @@ def build_document(runner: ScenarioRunner) -> dict[str, Any]:
             "closure_note": runner.closure_note,
         },
         "env": environment(
-            server_cpu=runner.server_cpu, client_cpus=runner.client_cpus, client=runner.client,
+            server_cpu=runner.server_cpu,
+            client_cpus=runner.client_cpus,
+            client=runner.client,
         ),
         "variants": variants,
     }

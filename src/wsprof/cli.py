@@ -53,12 +53,24 @@ def build_parser() -> argparse.ArgumentParser:
         "Engine.IO framing (python-socketio), JSON encoding (json/orjson/msgpack). Every "
         "green-thread and event-loop variant runs in its own processes.",
     )
-    micro.add_argument("--layer", action="append", metavar="L",
-                       help="only this layer (repeatable): greenlet, asyncio, framing, json")
-    micro.add_argument("--payload", action="append", metavar="P",
-                       help="only this payload (repeatable): small, medium, large, binary")
-    micro.add_argument("--quick", action="store_true", help="rough and fast (fewer processes and values)")
-    micro.add_argument("--json", type=Path, metavar="PATH", help="write results as wsprof.micro/1 JSON")
+    micro.add_argument(
+        "--layer",
+        action="append",
+        metavar="L",
+        help="only this layer (repeatable): greenlet, asyncio, framing, json",
+    )
+    micro.add_argument(
+        "--payload",
+        action="append",
+        metavar="P",
+        help="only this payload (repeatable): small, medium, large, binary",
+    )
+    micro.add_argument(
+        "--quick", action="store_true", help="rough and fast (fewer processes and values)"
+    )
+    micro.add_argument(
+        "--json", type=Path, metavar="PATH", help="write results as wsprof.micro/1 JSON"
+    )
 
     load = sub.add_parser(
         "load",
@@ -67,27 +79,69 @@ def build_parser() -> argparse.ArgumentParser:
         "(--in-flight K per connection) measures capacity; open loop (--rate R msgs/s total) "
         "measures latency from each message's intended send time (no coordinated omission).",
     )
-    load.add_argument("url", help="ws://127.0.0.1:PORT/PATH (Socket.IO: ws://HOST:PORT/socket.io/?EIO=4&transport=websocket)")
-    load.add_argument("--mode", choices=("raw", "socketio"), default="raw",
-                      help="raw WebSocket frames, or Engine.IO v4 + Socket.IO v5 events (default raw)")
+    load.add_argument(
+        "url",
+        help="ws://127.0.0.1:PORT/PATH (Socket.IO: ws://HOST:PORT/socket.io/?EIO=4&transport=websocket)",
+    )
+    load.add_argument(
+        "--mode",
+        choices=("raw", "socketio"),
+        default="raw",
+        help="raw WebSocket frames, or Engine.IO v4 + Socket.IO v5 events (default raw)",
+    )
     load.add_argument("--connections", type=_positive_int, default=1, metavar="N", help="default 1")
     pace = load.add_mutually_exclusive_group()
-    pace.add_argument("--in-flight", type=_positive_int, default=1, metavar="K",
-                      help="closed loop: messages outstanding per connection (default 1)")
-    pace.add_argument("--rate", type=_positive_float, metavar="R",
-                      help="open loop: total messages per second over all connections")
-    load.add_argument("--duration", type=_positive_float, default=10.0, metavar="S",
-                      help="measurement window in seconds (default 10)")
-    load.add_argument("--messages", type=_positive_int, metavar="M", help="stop after M round trips")
-    load.add_argument("--warmup", type=float, default=1.0, metavar="S", help="unrecorded warm-up (default 1 s)")
-    load.add_argument("--payload", default="small", metavar="P", help="a payload name from wsprof micro (default small)")
-    load.add_argument("--serializer", choices=("json", "msgpack"), default="json",
-                      help="Socket.IO packet format the server uses (default json)")
-    load.add_argument("--workers", type=_positive_int, default=1, metavar="W", help="client processes (default 1)")
-    load.add_argument("--client", choices=("fast", "reference"), default="fast",
-                      help="fast: Cython epoll client; reference: pure-Python asyncio (default fast)")
+    pace.add_argument(
+        "--in-flight",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="closed loop: messages outstanding per connection (default 1)",
+    )
+    pace.add_argument(
+        "--rate",
+        type=_positive_float,
+        metavar="R",
+        help="open loop: total messages per second over all connections",
+    )
+    load.add_argument(
+        "--duration",
+        type=_positive_float,
+        default=10.0,
+        metavar="S",
+        help="measurement window in seconds (default 10)",
+    )
+    load.add_argument(
+        "--messages", type=_positive_int, metavar="M", help="stop after M round trips"
+    )
+    load.add_argument(
+        "--warmup", type=float, default=1.0, metavar="S", help="unrecorded warm-up (default 1 s)"
+    )
+    load.add_argument(
+        "--payload",
+        default="small",
+        metavar="P",
+        help="a payload name from wsprof micro (default small)",
+    )
+    load.add_argument(
+        "--serializer",
+        choices=("json", "msgpack"),
+        default="json",
+        help="Socket.IO packet format the server uses (default json)",
+    )
+    load.add_argument(
+        "--workers", type=_positive_int, default=1, metavar="W", help="client processes (default 1)"
+    )
+    load.add_argument(
+        "--client",
+        choices=("fast", "reference"),
+        default="fast",
+        help="fast: Cython epoll client; reference: pure-Python asyncio (default fast)",
+    )
     load.add_argument("--connect-timeout", type=_positive_float, default=5.0, metavar="S")
-    load.add_argument("--json", type=Path, metavar="PATH", help="write the result as wsprof.load/1 JSON")
+    load.add_argument(
+        "--json", type=Path, metavar="PATH", help="write the result as wsprof.load/1 JSON"
+    )
 
     bench = sub.add_parser(
         "client-bench",
@@ -106,19 +160,39 @@ def build_parser() -> argparse.ArgumentParser:
         "window (open loop at one offered rate for every variant), then profiled with py-spy "
         "in a separate window and attributed to cost layers.",
     )
-    scenario.add_argument("name", help="a shipped scenario name (see `wsprof scenarios`) or a path to a .toml file")
+    scenario.add_argument(
+        "name", help="a shipped scenario name (see `wsprof scenarios`) or a path to a .toml file"
+    )
     scenario.add_argument("--quick", action="store_true", help="short windows, one repeat")
     scenario.add_argument("--json", type=Path, metavar="PATH", help="write wsprof.scenario/1 JSON")
-    scenario.add_argument("--out", type=Path, default=Path("flamegraphs"), metavar="DIR",
-                          help="where flamegraphs go (default ./flamegraphs)")
-    scenario.add_argument("--no-profile", action="store_true", help="skip the py-spy window and attribution")
-    scenario.add_argument("--rate-hz", type=_positive_int, default=None, metavar="HZ",
-                          help="py-spy sampling rate (default from the scenario, else 500)")
+    scenario.add_argument(
+        "--out",
+        type=Path,
+        default=Path("flamegraphs"),
+        metavar="DIR",
+        help="where flamegraphs go (default ./flamegraphs)",
+    )
+    scenario.add_argument(
+        "--no-profile", action="store_true", help="skip the py-spy window and attribution"
+    )
+    scenario.add_argument(
+        "--rate-hz",
+        type=_positive_int,
+        default=None,
+        metavar="HZ",
+        help="py-spy sampling rate (default from the scenario, else 500)",
+    )
     scenario.add_argument("--native", action="store_true", help="py-spy --native (C frames)")
-    scenario.add_argument("--rules", type=Path, metavar="FILE", help="layer rules TOML overriding the defaults")
-    scenario.add_argument("--repeats", type=_positive_int, metavar="N", help="measurement windows per variant")
+    scenario.add_argument(
+        "--rules", type=Path, metavar="FILE", help="layer rules TOML overriding the defaults"
+    )
+    scenario.add_argument(
+        "--repeats", type=_positive_int, metavar="N", help="measurement windows per variant"
+    )
 
-    sub.add_parser("scenarios", help="list the shipped scenarios", description="List the shipped scenarios.")
+    sub.add_parser(
+        "scenarios", help="list the shipped scenarios", description="List the shipped scenarios."
+    )
 
     attribute = sub.add_parser(
         "attribute",
@@ -129,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     attribute.add_argument("folded", type=Path, help="py-spy record --format raw output")
     attribute.add_argument("--rules", type=Path, metavar="FILE", help="layer rules TOML")
     attribute.add_argument("--idle", action="store_true", help="keep idle samples in the shares")
-    attribute.add_argument("--json", type=Path, metavar="PATH", help="write wsprof.attribution/1 JSON")
+    attribute.add_argument(
+        "--json", type=Path, metavar="PATH", help="write wsprof.attribution/1 JSON"
+    )
 
     diff = sub.add_parser(
         "diff",
@@ -187,9 +263,15 @@ def dispatch(args: argparse.Namespace) -> int:
         from wsprof.runner import scenario_command
 
         return scenario_command(
-            args.name, quick=args.quick, json_path=args.json, out_dir=args.out,
-            profile=not args.no_profile, rate_hz=args.rate_hz, native=args.native,
-            rules=args.rules, repeats=args.repeats,
+            args.name,
+            quick=args.quick,
+            json_path=args.json,
+            out_dir=args.out,
+            profile=not args.no_profile,
+            rate_hz=args.rate_hz,
+            native=args.native,
+            rules=args.rules,
+            repeats=args.repeats,
         )
     if args.command == "scenarios":
         from wsprof.runner import list_scenarios_command
@@ -207,8 +289,14 @@ def dispatch(args: argparse.Namespace) -> int:
         from wsprof.profiling.commands import profile_command
 
         return profile_command(
-            args.pid, args.duration, args.rate_hz, args.native, args.idle, args.rules,
-            args.out, args.json,
+            args.pid,
+            args.duration,
+            args.rate_hz,
+            args.native,
+            args.idle,
+            args.rules,
+            args.out,
+            args.json,
         )
     if args.command == "compare":
         from wsprof.report.compare import compare_command

@@ -27,48 +27,65 @@ def _models(stack: str, options: dict[str, str], payload: str) -> list[dict[str,
         serializer = options.get("serializer", "json")
         if is_json_payload:
             variant = JSON_VARIANT[serializer]
-            models.append({
-                "layer": "json",
-                "plus": [("json", "loads", variant, payload), ("json", "dumps", variant, payload)],
-                "minus": [],
-                "basis": f"1 {variant} loads + 1 dumps of {payload}",
-            })
+            models.append(
+                {
+                    "layer": "json",
+                    "plus": [
+                        ("json", "loads", variant, payload),
+                        ("json", "dumps", variant, payload),
+                    ],
+                    "minus": [],
+                    "basis": f"1 {variant} loads + 1 dumps of {payload}",
+                }
+            )
         if serializer == "json" and is_json_payload:
-            models.append({
-                "layer": "socketio-framing",
-                "plus": [
-                    ("framing", "engineio-decode", "python-engineio", payload),
-                    ("framing", "socketio-decode", "python-socketio", payload),
-                    ("framing", "socketio-encode", "python-socketio", payload),
-                    ("framing", "engineio-encode", "python-engineio", payload),
-                ],
-                # Packet.encode/decode call json inside; attribution charges that to `json`.
-                "minus": [("json", "loads", "json", payload), ("json", "dumps", "json", payload)],
-                "basis": f"Socket.IO + Engine.IO decode + encode of {payload}, less their json",
-            })
+            models.append(
+                {
+                    "layer": "socketio-framing",
+                    "plus": [
+                        ("framing", "engineio-decode", "python-engineio", payload),
+                        ("framing", "socketio-decode", "python-socketio", payload),
+                        ("framing", "socketio-encode", "python-socketio", payload),
+                        ("framing", "engineio-encode", "python-engineio", payload),
+                    ],
+                    # Packet.encode/decode call json inside; attribution charges that to `json`.
+                    "minus": [
+                        ("json", "loads", "json", payload),
+                        ("json", "dumps", "json", payload),
+                    ],
+                    "basis": f"Socket.IO + Engine.IO decode + encode of {payload}, less their json",
+                }
+            )
     # Task/green-thread hand-offs per echoed message: a raw echo wakes the
     # handler once; python-socketio wakes its reader, starts a task (or green
     # thread) per event (async_handlers) and hands the reply to its writer
     # through a queue.
     handoffs = 3 if stack.startswith("socketio-") else 1
-    why = ("reader wake, per-event task, writer queue" if handoffs == 3
-           else "the reader wakes the handler")
+    why = (
+        "reader wake, per-event task, writer queue"
+        if handoffs == 3
+        else "the reader wakes the handler"
+    )
     if stack in ("starlette-raw", "websockets-raw", "socketio-asgi"):
         loop = options.get("loop", "uvloop")
-        models.append({
-            "layer": "event-loop",
-            "plus": [("asyncio", "handoff", loop, None)] * handoffs,
-            "minus": [],
-            "basis": f"{handoffs} {loop} task handoff(s) ({why})",
-        })
+        models.append(
+            {
+                "layer": "event-loop",
+                "plus": [("asyncio", "handoff", loop, None)] * handoffs,
+                "minus": [],
+                "basis": f"{handoffs} {loop} task handoff(s) ({why})",
+            }
+        )
     if stack in ("socketio-eventlet", "socketio-gevent"):
         hub = stack.removeprefix("socketio-")
-        models.append({
-            "layer": "greenlet-switching",
-            "plus": [("greenlet", "handoff", hub, None)] * handoffs,
-            "minus": [],
-            "basis": f"{handoffs} {hub} green-thread handoff(s) ({why})",
-        })
+        models.append(
+            {
+                "layer": "greenlet-switching",
+                "plus": [("greenlet", "handoff", hub, None)] * handoffs,
+                "minus": [],
+                "basis": f"{handoffs} {hub} green-thread handoff(s) ({why})",
+            }
+        )
     return models
 
 
@@ -95,8 +112,13 @@ def measure_predictions(rows: list[Row], quick: bool = False) -> list[dict[str, 
     return run_rows([MicroRow(*row) for row in rows], settings)
 
 
-def closure_entries(stack: str, options: dict[str, str], payload: str,
-                    layers: dict[str, dict[str, float]], micro: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def closure_entries(
+    stack: str,
+    options: dict[str, str],
+    payload: str,
+    layers: dict[str, dict[str, float]],
+    micro: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
     from wsprof.micro.harness import predict_ns
 
     entries = []
@@ -107,12 +129,16 @@ def closure_entries(stack: str, options: dict[str, str], payload: str,
             continue
         predicted_us = max(plus - minus, 0.0) / 1000.0
         attributed_us = layers.get(model["layer"], {}).get("us_per_msg", 0.0)
-        entries.append({
-            "layer": model["layer"],
-            "attributed_us": attributed_us,
-            "predicted_us": predicted_us,
-            "ratio": attributed_us / predicted_us if predicted_us > 0 else None,
-            "basis": model["basis"],
-            "micro_rows": ["/".join(str(p) for p in row) for row in model["plus"] + model["minus"]],
-        })
+        entries.append(
+            {
+                "layer": model["layer"],
+                "attributed_us": attributed_us,
+                "predicted_us": predicted_us,
+                "ratio": attributed_us / predicted_us if predicted_us > 0 else None,
+                "basis": model["basis"],
+                "micro_rows": [
+                    "/".join(str(p) for p in row) for row in model["plus"] + model["minus"]
+                ],
+            }
+        )
     return entries

@@ -13,8 +13,20 @@ import wsprof
 from wsprof import fastpath
 
 PACKAGES = (
-    "python-socketio", "python-engineio", "eventlet", "gevent", "greenlet", "uvloop",
-    "uvicorn", "starlette", "websockets", "wsproto", "orjson", "msgpack", "pyperf", "py-spy",
+    "python-socketio",
+    "python-engineio",
+    "eventlet",
+    "gevent",
+    "greenlet",
+    "uvloop",
+    "uvicorn",
+    "starlette",
+    "websockets",
+    "wsproto",
+    "orjson",
+    "msgpack",
+    "pyperf",
+    "py-spy",
     "Cython",
 )
 

@@ -128,8 +128,14 @@ class ScenarioRunner:
 
     # -- windows ---------------------------------------------------------------
 
-    def _window(self, run: VariantRun, kind: str, duration: float, rate: float | None,
-                on_mark: Callable[[str], None] | None = None) -> Window:
+    def _window(
+        self,
+        run: VariantRun,
+        kind: str,
+        duration: float,
+        rate: float | None,
+        on_mark: Callable[[str], None] | None = None,
+    ) -> Window:
         server = run.server
         assert server is not None
         marks: dict[str, float] = {}
@@ -140,10 +146,16 @@ class ScenarioRunner:
                 on_mark(name)
 
         config = LoadConfig(
-            url=server.url, mode=server.mode, connections=self.plan.connections,
-            in_flight=self.plan.in_flight, rate=rate, duration=duration,
-            payload=self.plan.payload, serializer=packet_format(server.serializer),
-            warmup=self.plan.warmup_s, on_window=mark,
+            url=server.url,
+            mode=server.mode,
+            connections=self.plan.connections,
+            in_flight=self.plan.in_flight,
+            rate=rate,
+            duration=duration,
+            payload=self.plan.payload,
+            serializer=packet_format(server.serializer),
+            warmup=self.plan.warmup_s,
+            on_window=mark,
         )
         result = run_load(config, client=self.client, cpus=self.client_cpus)
         server.check_alive()
@@ -151,11 +163,15 @@ class ScenarioRunner:
             raise MeasurementError(f"{self.client} client did not mark its measurement window")
         run.rss_bytes = max(run.rss_bytes, server.rss_bytes())
         return Window(
-            kind=kind, messages=result.messages, elapsed_s=result.elapsed_s,
+            kind=kind,
+            messages=result.messages,
+            elapsed_s=result.elapsed_s,
             server_cpu_s=marks["end"] - marks["start"],
             client_cpu_us_per_msg=result.client_cpu_us_per_msg,
-            client_busy=result.worker_busy_max, client_bound=result.client_bound,
-            errors=result.errors, histogram=result.histogram,
+            client_busy=result.worker_busy_max,
+            client_bound=result.client_bound,
+            errors=result.errors,
+            histogram=result.histogram,
         )
 
     def _guarded(self, run: VariantRun, step: Callable[[], None]) -> None:
@@ -178,8 +194,9 @@ class ScenarioRunner:
     def _start_servers(self, stack: ExitStack, advance: Callable[[str], None]) -> None:
         for run in self.runs:
             advance(f"starting {run.variant.name}")
-            server = ServerProcess(run.variant.stack, run.variant.options, port=run.variant.port,
-                                   cpu=self.server_cpu)
+            server = ServerProcess(
+                run.variant.stack, run.variant.options, port=run.variant.port, cpu=self.server_cpu
+            )
             stack.callback(server.stop)
             try:
                 run.server = server.start()
@@ -197,8 +214,12 @@ class ScenarioRunner:
             last = r == self.plan.repeats - 1
             for run in self.runs:
                 advance(f"capacity {run.variant.name} ({r + 1}/{self.plan.repeats})")
-                self._guarded(run, lambda run=run: run.capacity.append(
-                    self._window(run, "capacity", self.plan.capacity_window_s, None)))
+                self._guarded(
+                    run,
+                    lambda run=run: run.capacity.append(
+                        self._window(run, "capacity", self.plan.capacity_window_s, None)
+                    ),
+                )
                 if last and self._pyspy is not None:
                     advance(f"profiling {run.variant.name} (py-spy at {self.rate_hz} Hz)")
                     self._guarded(run, lambda run=run: self._profile_one(run))
@@ -207,7 +228,9 @@ class ScenarioRunner:
         if self.plan.latency_rate != "auto":
             self.latency_rate = float(self.plan.latency_rate)
             return
-        capacities = [stats.median([w.msgs_per_s for w in run.capacity]) for run in self.runs if run.ok]
+        capacities = [
+            stats.median([w.msgs_per_s for w in run.capacity]) for run in self.runs if run.ok
+        ]
         if capacities:
             self.latency_rate = max(1.0, round(self.plan.latency_load * min(capacities)))
 
@@ -216,9 +239,15 @@ class ScenarioRunner:
             return
         for r in range(self.plan.repeats):
             for run in self.runs:
-                advance(f"latency {run.variant.name} at {self.latency_rate:,.0f} msgs/s ({r + 1}/{self.plan.repeats})")
-                self._guarded(run, lambda run=run: run.latency.append(
-                    self._window(run, "latency", self.plan.latency_window_s, self.latency_rate)))
+                advance(
+                    f"latency {run.variant.name} at {self.latency_rate:,.0f} msgs/s ({r + 1}/{self.plan.repeats})"
+                )
+                self._guarded(
+                    run,
+                    lambda run=run: run.latency.append(
+                        self._window(run, "latency", self.plan.latency_window_s, self.latency_rate)
+                    ),
+                )
 
     def _check_profiler(self) -> None:
         """py-spy must be able to attach; if not, say why and measure without it."""
@@ -243,10 +272,16 @@ class ScenarioRunner:
 
         def on_mark(name: str) -> None:
             if name == "start":
-                recorders.append(pyspy.Recorder(
-                    run.server.pid, folded, duration=self.plan.profile_window_s,
-                    rate=self.rate_hz, native=self.native, nonblocking=True,
-                ).start())
+                recorders.append(
+                    pyspy.Recorder(
+                        run.server.pid,
+                        folded,
+                        duration=self.plan.profile_window_s,
+                        rate=self.rate_hz,
+                        native=self.native,
+                        nonblocking=True,
+                    ).start()
+                )
 
         try:
             run.profiled = self._window(run, "profile", self.plan.profile_window_s, None, on_mark)
@@ -265,9 +300,13 @@ class ScenarioRunner:
         from wsprof.closure import measure_predictions, needed_rows
 
         advance("closure: micro predictions and the loopback floor")
-        variants = [(run.variant.stack, run.server.options) for run in self.runs if run.ok and run.server]
+        variants = [
+            (run.variant.stack, run.server.options) for run in self.runs if run.ok and run.server
+        ]
         try:
-            self.micro_results = measure_predictions(needed_rows(variants, self.plan.payload), self.quick)
+            self.micro_results = measure_predictions(
+                needed_rows(variants, self.plan.payload), self.quick
+            )
         except MeasurementError as exc:
             self.closure_note = f"closure unavailable: {exc}"
         if fastpath.available("_fastclient"):
@@ -280,11 +319,20 @@ class ScenarioRunner:
 
     def run(self) -> dict[str, Any]:
         n = len(self.runs)
-        total = n * (1 + 2 * self.plan.repeats + (1 if self.profile else 0)) + (1 if self.profile else 0)
-        with ExitStack() as stack, Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(), console=self.console, transient=True,
-        ) as progress:
+        total = n * (1 + 2 * self.plan.repeats + (1 if self.profile else 0)) + (
+            1 if self.profile else 0
+        )
+        with (
+            ExitStack() as stack,
+            Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            ) as progress,
+        ):
             task = progress.add_task(f"{self.scenario.name}", total=total)
             started = {"first": True}
 
@@ -312,8 +360,16 @@ class ScenarioRunner:
 
 
 def scenario_command(
-    name: str, *, quick: bool, json_path: Path | None, out_dir: Path, profile: bool,
-    rate_hz: int | None, native: bool, rules: Path | None, repeats: int | None,
+    name: str,
+    *,
+    quick: bool,
+    json_path: Path | None,
+    out_dir: Path,
+    profile: bool,
+    rate_hz: int | None,
+    native: bool,
+    rules: Path | None,
+    repeats: int | None,
 ) -> int:
     from wsprof.report.scenario import render_scenario
 
@@ -323,8 +379,14 @@ def scenario_command(
     console = make_console()
     started = time.monotonic()
     runner = ScenarioRunner(
-        scenario, quick=quick, out_dir=out_dir, profile=profile, rate_hz=rate_hz,
-        native=native, rules=rules, repeats=repeats,
+        scenario,
+        quick=quick,
+        out_dir=out_dir,
+        profile=profile,
+        rate_hz=rate_hz,
+        native=native,
+        rules=rules,
+        repeats=repeats,
     )
     document = runner.run()
     document["wall_time_s"] = round(time.monotonic() - started, 1)

@@ -85,10 +85,16 @@ def _check_plan_values(source: str, table: str, values: dict[str, Any]) -> dict[
             raise _bad(source, where, f"unknown key (valid: {', '.join(_PLAN_TYPES)})")
         if key == "payload":
             if value not in payload_names():
-                raise _bad(source, where, f"unknown payload {value!r} (valid: {', '.join(payload_names())})")
+                raise _bad(
+                    source,
+                    where,
+                    f"unknown payload {value!r} (valid: {', '.join(payload_names())})",
+                )
         elif key == "latency_rate":
-            if value != "auto" and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
-                raise _bad(source, where, "must be a positive number of msgs/s or \"auto\"")
+            if value != "auto" and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+            ):
+                raise _bad(source, where, 'must be a positive number of msgs/s or "auto"')
         elif key in ("connections", "in_flight", "repeats", "profile_rate_hz"):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise _bad(source, where, "must be a positive integer")
@@ -127,7 +133,11 @@ def parse_scenario(text: str, source: str) -> Scenario:
             raise _bad(source, f"{where}.stack", "is required")
         unknown = set(raw) - {"name", "stack", "options", "claim", "port"}
         if unknown:
-            raise _bad(source, f"{where}.{sorted(unknown)[0]}", "unknown key (valid: name, stack, options, claim, port)")
+            raise _bad(
+                source,
+                f"{where}.{sorted(unknown)[0]}",
+                "unknown key (valid: name, stack, options, claim, port)",
+            )
         port = raw.get("port", 0)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise _bad(source, f"{where}.port", "must be an integer from 0 to 65535")
@@ -136,13 +146,20 @@ def parse_scenario(text: str, source: str) -> Scenario:
             validate_options(raw["stack"], options)
         except ValueError as exc:
             raise _bad(source, f"{where}.stack/options", str(exc)) from None
-        variants.append(Variant(raw.get("name", raw["stack"]), raw["stack"], options, raw.get("claim"), port))
+        variants.append(
+            Variant(raw.get("name", raw["stack"]), raw["stack"], options, raw.get("claim"), port)
+        )
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise _bad(source, "variants", f"variant names must be unique, got {names}")
     return Scenario(
-        name=doc["name"], description=doc["description"], question=doc.get("question", ""),
-        load=load, quick=quick, variants=tuple(variants), source=source,
+        name=doc["name"],
+        description=doc["description"],
+        question=doc.get("question", ""),
+        load=load,
+        quick=quick,
+        variants=tuple(variants),
+        source=source,
     )
 
 

@@ -28,7 +28,6 @@ def require() -> None:
     fastpath.load("_fastclient")
 
 
-
 def message_frames(config: LoadConfig) -> list[tuple[int, bytes]]:
     """The frames of one message, which are also exactly what the echo must be.
 

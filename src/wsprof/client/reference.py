@@ -55,7 +55,6 @@ CLOSE_WAIT_S = 2.0  # how long the close handshake may take for all connections 
 _randbytes = random.Random().randbytes
 
 
-
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime

@@ -64,8 +64,10 @@ class Row:
         if layer not in LAYERS or variant not in cases(layer).get(case, ()):
             raise WsprofError(f"unknown micro row {text!r}")
         if (payload == NO_PAYLOAD) != (not payload_kinds(layer)):
-            raise WsprofError(f"micro row {text!r}: layer {layer} takes "
-                              + ("a payload" if payload_kinds(layer) else "no payload"))
+            raise WsprofError(
+                f"micro row {text!r}: layer {layer} takes "
+                + ("a payload" if payload_kinds(layer) else "no payload")
+            )
         return cls(layer, case, variant, None if payload == NO_PAYLOAD else payload)
 
     def as_tuple(self) -> tuple[str, str, str, str | None]:
@@ -114,13 +116,12 @@ def validate(layers: Sequence[str] | None, payloads: Sequence[str] | None) -> No
     valid_payloads = payload_names()
     for payload in payloads or ():
         if payload not in valid_payloads:
-            raise WsprofError(
-                f"unknown payload {payload!r} (valid: {', '.join(valid_payloads)})"
-            )
+            raise WsprofError(f"unknown payload {payload!r} (valid: {', '.join(valid_payloads)})")
 
 
-def select_rows(layers: Sequence[str] | None = None,
-                payloads: Sequence[str] | None = None) -> list[Row]:
+def select_rows(
+    layers: Sequence[str] | None = None, payloads: Sequence[str] | None = None
+) -> list[Row]:
     """Rows for the filters, in display order.
 
     A payload filter narrows only the layers that take a payload; greenlet and
@@ -129,25 +130,24 @@ def select_rows(layers: Sequence[str] | None = None,
     validate(layers, payloads)
     wanted_layers = set(layers or LAYERS)
     rows = [
-        row for row in all_rows()
+        row
+        for row in all_rows()
         if row.layer in wanted_layers
         and (row.payload is None or payloads is None or row.payload in payloads)
     ]
     if not rows:
-        raise WsprofError(
-            "no micro rows match: " + "; ".join(not_applicable(layers, payloads))
-        )
+        raise WsprofError("no micro rows match: " + "; ".join(not_applicable(layers, payloads)))
     return rows
 
 
-def rows_for(layers: Sequence[str] | None = None,
-             payloads: Sequence[str] | None = None) -> list[tuple[str, str, str, str | None]]:
+def rows_for(
+    layers: Sequence[str] | None = None, payloads: Sequence[str] | None = None
+) -> list[tuple[str, str, str, str | None]]:
     """The (layer, case, variant, payload) rows a run with these filters measures."""
     return [row.as_tuple() for row in select_rows(layers, payloads)]
 
 
-def not_applicable(layers: Sequence[str] | None,
-                   payloads: Sequence[str] | None) -> list[str]:
+def not_applicable(layers: Sequence[str] | None, payloads: Sequence[str] | None) -> list[str]:
     """Human lines naming (layer, payload) pairs that were asked for but cannot be measured."""
     from wsprof.payloads import all_payloads, payload_names
 

@@ -17,8 +17,9 @@ from wsprof.report.jsonout import write_json
 from wsprof.report.micro import print_micro
 
 
-def micro_command(layers: list[str] | None, payloads: list[str] | None, quick: bool,
-                  json_path: Path | None) -> int:
+def micro_command(
+    layers: list[str] | None, payloads: list[str] | None, quick: bool, json_path: Path | None
+) -> int:
     """Run the micro rows; the JSON file appears only once every row has a result."""
     rows = select_rows(layers, payloads)
     notes = not_applicable(layers, payloads)
@@ -27,9 +28,13 @@ def micro_command(layers: list[str] | None, payloads: list[str] | None, quick: b
     started = time.monotonic()
     if err.is_terminal:
         with Progress(
-            TextColumn("[bold]micro"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.description}"), TimeElapsedColumn(),
-            console=err, transient=True,
+            TextColumn("[bold]micro"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
         ) as bar:
             task = bar.add_task(rows[0].id, total=len(rows) * settings.rounds)
 

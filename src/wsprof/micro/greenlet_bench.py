@@ -73,8 +73,9 @@ def _gevent_yield(loops: int) -> float:
     return perf_counter() - t0
 
 
-def _handoff(loops: int, spawn: Callable[..., object], join: Callable[[object], object],
-             queue_cls: type) -> float:
+def _handoff(
+    loops: int, spawn: Callable[..., object], join: Callable[[object], object], queue_cls: type
+) -> float:
     """One op = main wakes a waiting partner through a queue, the partner wakes main back.
 
     This is what a server does per message when a reader green thread hands a

@@ -46,10 +46,14 @@ class Settings:
 
     def pyperf_args(self) -> list[str]:
         args = [
-            "--processes", str(self.processes),
-            "--values", str(self.values),
-            "--warmups", str(self.warmups),
-            "--min-time", str(self.min_time),
+            "--processes",
+            str(self.processes),
+            "--values",
+            str(self.values),
+            "--warmups",
+            str(self.warmups),
+            "--min-time",
+            str(self.min_time),
         ]
         return args + (["--loops", str(self.loops)] if self.loops else [])
 
@@ -66,8 +70,14 @@ FULL = Settings("full", processes=2, values=5, warmups=1, min_time=0.02, rounds=
 # Quick: one measured process after pyperf's calibration process; start-up of
 # the processes, not the timing, is what costs here, so two rows run side by
 # side on a 2-core machine (rough figures, as --quick promises).
-QUICK = Settings("quick", processes=1, values=3, warmups=1, min_time=0.01,
-                 jobs=min(2, len(os.sched_getaffinity(0))))
+QUICK = Settings(
+    "quick",
+    processes=1,
+    values=3,
+    warmups=1,
+    min_time=0.01,
+    jobs=min(2, len(os.sched_getaffinity(0))),
+)
 
 # Closure predictions inside a scenario: a handful of rows, one at a time (a
 # scenario's figures are compared with them), cheaper than a full run.
@@ -142,8 +152,9 @@ def add_ratios(results: list[dict[str, Any]]) -> None:
         r["ratio_to_baseline"] = r["ns_per_op"] / baseline["ns_per_op"] if baseline else None
 
 
-def run_rows(rows: Sequence[Row], settings: Settings,
-             progress: Progress | None = None) -> list[dict[str, Any]]:
+def run_rows(
+    rows: Sequence[Row], settings: Settings, progress: Progress | None = None
+) -> list[dict[str, Any]]:
     """Measure ``rows`` in ``settings.rounds`` passes (``settings.jobs`` shards side by side).
 
     All or nothing: any failing row raises MeasurementError.
@@ -166,11 +177,12 @@ def run_rows(rows: Sequence[Row], settings: Settings,
     return results
 
 
-def _run_round(rows: list[Row], settings: Settings,
-               progress: Progress | None) -> list[tuple[Row, Any]]:
+def _run_round(
+    rows: list[Row], settings: Settings, progress: Progress | None
+) -> list[tuple[Row, Any]]:
     if settings.jobs <= 1 or len(rows) < 2:
         return _run_shard(rows, settings, progress)
-    shards = [rows[i::settings.jobs] for i in range(settings.jobs)]
+    shards = [rows[i :: settings.jobs] for i in range(settings.jobs)]
     lock = threading.Lock()
 
     def locked_progress(row: Row) -> None:
@@ -199,8 +211,9 @@ def _run_round(rows: list[Row], settings: Settings,
     return merged
 
 
-def _run_shard(rows: Sequence[Row], settings: Settings,
-               progress: Progress | None = None) -> list[tuple[Row, Any]]:
+def _run_shard(
+    rows: Sequence[Row], settings: Settings, progress: Progress | None = None
+) -> list[tuple[Row, Any]]:
     """Measure ``rows`` in one pyperf manager subprocess; all or nothing.
 
     Raises MeasurementError naming the failing row (with the root cause from
@@ -213,15 +226,22 @@ def _run_shard(rows: Sequence[Row], settings: Settings,
     with tempfile.TemporaryDirectory(prefix="wsprof-micro-") as tmp:
         output = Path(tmp) / "pyperf.json"
         cmd = [
-            sys.executable, "-m", "wsprof.micro.worker",
-            "--rows", ",".join(row.id for row in rows),
-            "-o", str(output), "--quiet", *settings.pyperf_args(),
+            sys.executable,
+            "-m",
+            "wsprof.micro.worker",
+            "--rows",
+            ",".join(row.id for row in rows),
+            "-o",
+            str(output),
+            "--quiet",
+            *settings.pyperf_args(),
         ]
         done: list[Row] = []
         timed_out = threading.Event()
         with open(Path(tmp) / "stderr.txt", "w+") as stderr:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True
+            )
 
             def on_timeout() -> None:
                 timed_out.set()
@@ -251,16 +271,23 @@ def _run_shard(rows: Sequence[Row], settings: Settings,
             err = stderr.read()
         if timed_out.is_set() or returncode != 0 or len(done) != len(rows):
             failed = rows[len(done)] if len(done) < len(rows) else rows[-1]
-            why = (f"no result within {ROW_TIMEOUT_S:.0f} s" if timed_out.is_set()
-                   else f"exit code {returncode}: {_stderr_tail(err)}")
+            why = (
+                f"no result within {ROW_TIMEOUT_S:.0f} s"
+                if timed_out.is_set()
+                else f"exit code {returncode}: {_stderr_tail(err)}"
+            )
             raise MeasurementError(f"micro row {failed.id} failed ({why})")
         suite = pyperf.BenchmarkSuite.load(str(output))
         benches = {bench.get_name(): bench for bench in suite.get_benchmarks()}
     return [(row, benches[row.id]) for row in rows]
 
 
-def run_micro(layers: Sequence[str] | None = None, payloads: Sequence[str] | None = None,
-              quick: bool = False, progress: Progress | None = None) -> list[dict[str, Any]]:
+def run_micro(
+    layers: Sequence[str] | None = None,
+    payloads: Sequence[str] | None = None,
+    quick: bool = False,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
     """Measure the rows matching the filters and return one dict per row (see the schema)."""
     return run_rows(select_rows(layers, payloads), QUICK if quick else FULL, progress)
 
@@ -276,8 +303,13 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return list(document["results"])
 
 
-def lookup(results: Sequence[dict[str, Any]], layer: str, case: str, variant: str,
-           payload: str | None = None) -> dict[str, Any] | None:
+def lookup(
+    results: Sequence[dict[str, Any]],
+    layer: str,
+    case: str,
+    variant: str,
+    payload: str | None = None,
+) -> dict[str, Any] | None:
     """The result for one row, or None; e.g. ``lookup(r, "json", "dumps", "orjson", "small")``."""
     for r in results:
         if (r["layer"], r["case"], r["variant"], r["payload"]) == (layer, case, variant, payload):
@@ -285,8 +317,9 @@ def lookup(results: Sequence[dict[str, Any]], layer: str, case: str, variant: st
     return None
 
 
-def predict_ns(results: Sequence[dict[str, Any]], rows: Sequence[tuple[str, str, str, str | None]]
-               ) -> float | None:
+def predict_ns(
+    results: Sequence[dict[str, Any]], rows: Sequence[tuple[str, str, str, str | None]]
+) -> float | None:
     """Sum of the medians of ``rows`` (e.g. one dumps + one loads for an echo); None if any is missing."""
     total = 0.0
     for layer, case, variant, payload in rows:

@@ -42,8 +42,9 @@ def _add_rows(cmd: list[str], args: argparse.Namespace) -> None:
 
 def main() -> int:
     runner = pyperf.Runner(program_args=("-m", "wsprof.micro.worker"), add_cmdline_args=_add_rows)
-    runner.argparser.add_argument("--rows", required=True,
-                                  help="comma-separated layer/case/variant/payload")
+    runner.argparser.add_argument(
+        "--rows", required=True, help="comma-separated layer/case/variant/payload"
+    )
     args = runner.parse_args()
     try:
         rows = [Row.parse(text) for text in args.rows.split(",")]
@@ -52,8 +53,9 @@ def main() -> int:
         return 2
     for row in rows:
         inner_loops = bench_module(row.layer).INNER_LOOPS.get((row.case, row.variant), 1)
-        runner.bench_time_func(row.id, _LazyTimer(row), inner_loops=inner_loops,
-                               metadata={"wsprof_row": row.id})
+        runner.bench_time_func(
+            row.id, _LazyTimer(row), inner_loops=inner_loops, metadata={"wsprof_row": row.id}
+        )
     return 0
 
 

@@ -93,7 +93,12 @@ def profile_command(
         base = out_dir / f"pid{pid}"
         # --nonblocking: never pause a server someone depends on to read its stacks.
         rec = record(
-            pid, base.with_suffix(".folded"), duration, rate=rate, native=native, idle=idle,
+            pid,
+            base.with_suffix(".folded"),
+            duration,
+            rate=rate,
+            native=native,
+            idle=idle,
             nonblocking=True,
         )
         stacks = read_folded(rec.path)

@@ -90,8 +90,9 @@ def comparable_frame(frame: str) -> str:
     return frame
 
 
-def _add(root: _Node, stacks: Iterable[Stack], scale: float, into_b: bool,
-         comparable: bool = False) -> None:
+def _add(
+    root: _Node, stacks: Iterable[Stack], scale: float, into_b: bool, comparable: bool = False
+) -> None:
     for stack in stacks:
         value = stack.count * scale
         node = root

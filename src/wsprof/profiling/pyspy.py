@@ -178,8 +178,16 @@ class Recorder:
         self.limit = timeout if timeout is not None else duration + 20.0
         self.whole = float(duration).is_integer()
         self.cmd = [
-            find_pyspy(), "record", "--pid", str(pid), "--format", "raw",
-            "--output", str(self.out_path), "--rate", str(rate),
+            find_pyspy(),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--output",
+            str(self.out_path),
+            "--rate",
+            str(rate),
         ]
         if self.whole:
             self.cmd += ["--duration", str(int(duration))]
@@ -203,7 +211,10 @@ class Recorder:
         self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed in wait()
         self._started = time.monotonic()
         self._proc = subprocess.Popen(
-            self.cmd, stdin=subprocess.DEVNULL, stdout=self._err, stderr=self._err,
+            self.cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._err,
+            stderr=self._err,
             start_new_session=True,
         )
         return self
@@ -227,7 +238,9 @@ class Recorder:
                     proc.send_signal(signal.SIGINT)
                     proc.wait(timeout=max(limit - duration, 5.0))
         except subprocess.TimeoutExpired:
-            raise RecordingFailed(f"py-spy did not stop within {limit:.0f} s for PID {pid}") from None
+            raise RecordingFailed(
+                f"py-spy did not stop within {limit:.0f} s for PID {pid}"
+            ) from None
         finally:
             self.stop()
         seconds = time.monotonic() - self._started

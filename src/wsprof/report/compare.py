@@ -43,8 +43,15 @@ def compare_micro(a: dict[str, Any], b: dict[str, Any], title: str) -> Table:
         if prev is None:
             continue
         change = 100 * (r["ns_per_op"] / prev["ns_per_op"] - 1)
-        table.add_row(r["layer"], r["case"], r["variant"], r["payload"] or "-",
-                      f"{prev['ns_per_op']:,.0f}", f"{r['ns_per_op']:,.0f}", f"{change:+.1f}%")
+        table.add_row(
+            r["layer"],
+            r["case"],
+            r["variant"],
+            r["payload"] or "-",
+            f"{prev['ns_per_op']:,.0f}",
+            f"{r['ns_per_op']:,.0f}",
+            f"{change:+.1f}%",
+        )
     return table
 
 
@@ -71,9 +78,12 @@ def compare_command(baseline: Path, candidate: Path) -> int:
         verdict = "same (within spread)" if not sig else ("slower" if cpu_change > 0 else "faster")
         regressions += sig and cpu_change > 0
         table.add_row(
-            v["name"], f"{old['server_cpu_us_per_msg']:.1f} → {v['server_cpu_us_per_msg']:.1f}",
-            f"{cpu_change:+.1f}%", f"{old['throughput_msgs_per_s']:,.0f} → {v['throughput_msgs_per_s']:,.0f}",
-            f"{thr_change:+.1f}%", verdict,
+            v["name"],
+            f"{old['server_cpu_us_per_msg']:.1f} → {v['server_cpu_us_per_msg']:.1f}",
+            f"{cpu_change:+.1f}%",
+            f"{old['throughput_msgs_per_s']:,.0f} → {v['throughput_msgs_per_s']:,.0f}",
+            f"{thr_change:+.1f}%",
+            verdict,
         )
     make_console().print(table)
     return 1 if regressions else 0

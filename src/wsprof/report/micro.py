@@ -36,8 +36,14 @@ def micro_table(results: Sequence[dict[str, Any]], title: str | None = None) -> 
         previous_layer = r["layer"]
         ratio = r.get("ratio_to_baseline")
         table.add_row(
-            r["layer"], r["case"], r["variant"], r["payload"] or "-",
-            format_ns(r["ns_per_op"]), format_ns(r["spread_ns"]), format_ns(r["p10_ns"]), str(r["values"]),
+            r["layer"],
+            r["case"],
+            r["variant"],
+            r["payload"] or "-",
+            format_ns(r["ns_per_op"]),
+            format_ns(r["spread_ns"]),
+            format_ns(r["p10_ns"]),
+            str(r["values"]),
             "-" if ratio is None else f"{ratio:.2f}x",
         )
     return table
@@ -58,8 +64,13 @@ def contention_note(results: Sequence[dict[str, Any]]) -> str | None:
     )
 
 
-def print_micro(console: Console, results: Sequence[dict[str, Any]], notes: Sequence[str],
-                settings: dict[str, Any], wall_s: float) -> None:
+def print_micro(
+    console: Console,
+    results: Sequence[dict[str, Any]],
+    notes: Sequence[str],
+    settings: dict[str, Any],
+    wall_s: float,
+) -> None:
     """The table, then what was not measured and how the figures were obtained."""
     console.print(micro_table(results, title="wsprof micro: ns per operation (median)"))
     for note in notes:

@@ -8,8 +8,16 @@ from rich.console import Console
 from rich.table import Table
 
 LAYER_ORDER = (
-    "json", "socketio-framing", "socketio-dispatch", "websocket-protocol", "server-framework",
-    "event-loop", "greenlet-switching", "kernel-io", "application", "other",
+    "json",
+    "socketio-framing",
+    "socketio-dispatch",
+    "websocket-protocol",
+    "server-framework",
+    "event-loop",
+    "greenlet-switching",
+    "kernel-io",
+    "application",
+    "other",
 )
 
 
@@ -36,8 +44,19 @@ def _main_table(doc: dict[str, Any]) -> Table:
         caption=f"capacity: closed loop, {plan['in_flight']} in flight per connection; latency: open loop at "
         f"{(doc['latency_rate_msgs_per_s'] or 0):,.0f} msgs/s for every variant, timed from intended send times",
     )
-    for col in ("variant", "msgs/s (capacity)", "server CPU µs/msg", "Δ µs/msg", "Δ %",
-                "client CPU µs/msg", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "RSS MB"):
+    for col in (
+        "variant",
+        "msgs/s (capacity)",
+        "server CPU µs/msg",
+        "Δ µs/msg",
+        "Δ %",
+        "client CPU µs/msg",
+        "p50 µs",
+        "p90 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "RSS MB",
+    ):
         table.add_column(col, justify="left" if col == "variant" else "right")
     for v in doc["variants"]:
         if v["status"] != "ok":
@@ -47,8 +66,11 @@ def _main_table(doc: dict[str, Any]) -> Table:
         lat = v.get("latency_us") or {}
         name = v["name"] + (" [yellow](client-bound)[/]" if v["client_bound"] else "")
         table.add_row(
-            name, _pm(v["throughput"], ",.0f"), _pm(v["server_cpu"], ".1f"),
-            _signed(delta.get("server_cpu_us_per_msg"), ".1f"), _signed(delta.get("server_cpu_pct"), ".0f", "%"),
+            name,
+            _pm(v["throughput"], ",.0f"),
+            _pm(v["server_cpu"], ".1f"),
+            _signed(delta.get("server_cpu_us_per_msg"), ".1f"),
+            _signed(delta.get("server_cpu_pct"), ".0f", "%"),
             f"{v['client_cpu_us_per_msg']:.1f}",
             *(f"{lat[k]:,.0f}" if k in lat else "-" for k in ("p50", "p90", "p99", "p999")),
             f"{v['server_rss_mb']:.0f}",
@@ -60,11 +82,15 @@ def _layer_table(doc: dict[str, Any]) -> Table | None:
     profiled = [v for v in doc["variants"] if v.get("layers")]
     if not profiled:
         return None
-    caption = ("shares from a separate profiled window; overhead = its throughput over the clean "
-               "window run just before it")
+    caption = (
+        "shares from a separate profiled window; overhead = its throughput over the clean "
+        "window run just before it"
+    )
     if not doc["profiling"].get("native"):
-        caption += ("; without --native, C work (uvloop's I/O and syscalls, orjson, greenlet "
-                    "switches) is charged to the Python frame that called it")
+        caption += (
+            "; without --native, C work (uvloop's I/O and syscalls, orjson, greenlet "
+            "switches) is charged to the Python frame that called it"
+        )
     table = Table(
         title="server CPU µs/message by layer (py-spy shares x clean CPU µs/msg)",
         caption=caption,
@@ -83,13 +109,27 @@ def _layer_table(doc: dict[str, Any]) -> Table | None:
         for v in profiled[1:]:
             row.append(_signed(v.get("layer_deltas_us", {}).get(layer), ".1f"))
         table.add_row(*row)
-    table.add_row("[bold]total[/]", *[f"[bold]{v['server_cpu_us_per_msg']:.1f}[/]" for v in profiled],
-                  *[_signed((v.get("delta_to_first") or {}).get("server_cpu_us_per_msg"), ".1f") for v in profiled[1:]])
-    table.add_row("profiler overhead", *[
-        f"{v['profiler_overhead']['throughput_ratio']:.2f}x thr." if v["profiler_overhead"]["throughput_ratio"] else "-"
-        for v in profiled
-    ], *[""] * (len(profiled) - 1))
-    table.add_row("samples", *[f"{v['profile_samples']:,}" for v in profiled], *[""] * (len(profiled) - 1))
+    table.add_row(
+        "[bold]total[/]",
+        *[f"[bold]{v['server_cpu_us_per_msg']:.1f}[/]" for v in profiled],
+        *[
+            _signed((v.get("delta_to_first") or {}).get("server_cpu_us_per_msg"), ".1f")
+            for v in profiled[1:]
+        ],
+    )
+    table.add_row(
+        "profiler overhead",
+        *[
+            f"{v['profiler_overhead']['throughput_ratio']:.2f}x thr."
+            if v["profiler_overhead"]["throughput_ratio"]
+            else "-"
+            for v in profiled
+        ],
+        *[""] * (len(profiled) - 1),
+    )
+    table.add_row(
+        "samples", *[f"{v['profile_samples']:,}" for v in profiled], *[""] * (len(profiled) - 1)
+    )
     return table
 
 
@@ -98,13 +138,24 @@ def _budget_table(doc: dict[str, Any]) -> Table | None:
     if not rows:
         return None
     table = Table(title="latency budget of the median round trip (µs, at the offered rate)")
-    for col in ("variant", "p50", "server work", "of which top layers", "client+kernel floor", "waiting"):
-        table.add_column(col, justify="left" if col in ("variant", "of which top layers") else "right")
+    for col in (
+        "variant",
+        "p50",
+        "server work",
+        "of which top layers",
+        "client+kernel floor",
+        "waiting",
+    ):
+        table.add_column(
+            col, justify="left" if col in ("variant", "of which top layers") else "right"
+        )
     for v in rows:
         b = v["latency_budget"]
         top = sorted(b["server_work_us"].items(), key=lambda kv: -kv[1])[:3]
         table.add_row(
-            v["name"], f"{b['p50_us']:,.0f}", f"{b['server_work_total_us']:.1f}",
+            v["name"],
+            f"{b['p50_us']:,.0f}",
+            f"{b['server_work_total_us']:.1f}",
             ", ".join(f"{k} {u:.1f}" for k, u in top),
             "-" if b["client_kernel_floor_us"] is None else f"{b['client_kernel_floor_us']:.1f}",
             f"{b['waiting_us']:,.0f}",
@@ -118,12 +169,18 @@ def _closure_table(doc: dict[str, Any]) -> Table | None:
         return None
     table = Table(title="closure: attributed µs/msg vs the `wsprof micro` prediction")
     for col in ("variant", "layer", "attributed", "predicted", "ratio", "prediction from"):
-        table.add_column(col, justify="left" if col in ("variant", "layer", "prediction from") else "right")
+        table.add_column(
+            col, justify="left" if col in ("variant", "layer", "prediction from") else "right"
+        )
     for name, c in rows:
         ratio = c.get("ratio")
         table.add_row(
-            name, c["layer"], f"{c['attributed_us']:.2f}", f"{c['predicted_us']:.2f}",
-            "-" if ratio is None else f"{ratio:.2f}", c["basis"],
+            name,
+            c["layer"],
+            f"{c['attributed_us']:.2f}",
+            f"{c['predicted_us']:.2f}",
+            "-" if ratio is None else f"{ratio:.2f}",
+            c["basis"],
         )
     return table
 
@@ -137,8 +194,17 @@ def _claims_table(doc: dict[str, Any]) -> Table | None:
         caption="closed-loop latency at capacity is queueing (connections / throughput), which is what "
         "the claims' p50s look like; open-loop latency at the offered rate is the server's own",
     )
-    for col in ("variant", "claim", "claimed msgs/s", "measured msgs/s", "claimed p50/p99 ms",
-                "at capacity p50/p99 ms", "at offered rate p50/p99 ms", "claimed RSS MB", "measured RSS MB"):
+    for col in (
+        "variant",
+        "claim",
+        "claimed msgs/s",
+        "measured msgs/s",
+        "claimed p50/p99 ms",
+        "at capacity p50/p99 ms",
+        "at offered rate p50/p99 ms",
+        "claimed RSS MB",
+        "measured RSS MB",
+    ):
         table.add_column(col, justify="left" if col in ("variant", "claim") else "right")
     for v in rows:
         c = v["claim"]
@@ -147,9 +213,15 @@ def _claims_table(doc: dict[str, Any]) -> Table | None:
             return f"{lat['p50'] / 1000:.2f}/{lat['p99'] / 1000:.2f}" if lat else "-"
 
         table.add_row(
-            v["name"], c.get("source", ""), f"{c.get('msgs_per_s', 0):,}", f"{v['throughput_msgs_per_s']:,.0f}",
-            f"{c.get('p50_ms', '-')}/{c.get('p99_ms', '-')}", ms(v.get("latency_at_capacity_us")),
-            ms(v.get("latency_us")), f"{c.get('rss_mb', '-')}", f"{v['server_rss_mb']:.0f}",
+            v["name"],
+            c.get("source", ""),
+            f"{c.get('msgs_per_s', 0):,}",
+            f"{v['throughput_msgs_per_s']:,.0f}",
+            f"{c.get('p50_ms', '-')}/{c.get('p99_ms', '-')}",
+            ms(v.get("latency_at_capacity_us")),
+            ms(v.get("latency_us")),
+            f"{c.get('rss_mb', '-')}",
+            f"{v['server_rss_mb']:.0f}",
         )
     return table
 
@@ -170,17 +242,23 @@ def render_scenario(doc: dict[str, Any], console: Console) -> None:
         console.print(f"flamegraphs: {prof['out_dir']}/ (open the .svg files in a browser)")
     bound = [v["name"] for v in doc["variants"] if v.get("client_bound")]
     if bound:
-        console.print(f"[bold yellow]client-bound:[/] {', '.join(bound)}: the client used most of a core; "
-                      "those capacity figures are the client's, not the server's")
+        console.print(
+            f"[bold yellow]client-bound:[/] {', '.join(bound)}: the client used most of a core; "
+            "those capacity figures are the client's, not the server's"
+        )
     if doc["client"] != "fast":
-        console.print("[yellow]note:[/] the Cython fast client is not built; the reference client drove this run "
-                      "and may be the bottleneck")
+        console.print(
+            "[yellow]note:[/] the Cython fast client is not built; the reference client drove this run "
+            "and may be the bottleneck"
+        )
     for v in doc["variants"]:
         if v["status"] != "ok":
             console.print(f"[red]variant {v['name']} failed:[/] {v['error']}")
         elif v.get("errors"):
             console.print(f"[yellow]variant {v['name']} had errors:[/] {v['errors']}")
     if not doc["complete"]:
-        console.print("[bold red]result incomplete[/]: finished variants are reported; failed ones are marked")
+        console.print(
+            "[bold red]result incomplete[/]: finished variants are reported; failed ones are marked"
+        )
     if "wall_time_s" in doc:
         console.print(f"wall time {doc['wall_time_s']:.0f} s")
