@@ -13,10 +13,11 @@ from typing import Any
 import jsonschema
 import pytest
 
+from wsprof.cli import build_parser, main
+from wsprof.commands import micro
 from wsprof.errors import MeasurementError, WsprofError
 from wsprof.micro import LAYERS, lookup, predict_ns, read_results, rows_for
 from wsprof.micro.catalog import Row, not_applicable, select_rows
-from wsprof.micro.command import micro_command
 from wsprof.micro.harness import QUICK, run_rows
 
 ORIGINAL_SOCKET = socket.socket
@@ -42,7 +43,9 @@ def cross_layer() -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def json_small(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
     path = tmp_path_factory.mktemp("micro") / "out" / "micro.json"
-    return micro_command(["json"], ["small"], True, path), path
+    return main(
+        ["micro", "--layer", "json", "--payload", "small", "--quick", "--json", str(path)]
+    ), path
 
 
 def test_every_layer_measures_positive_numbers(cross_layer: list[dict[str, Any]]) -> None:
@@ -132,7 +135,11 @@ def test_unknown_layer_lists_the_valid_ones(tmp_path: Path) -> None:
     with pytest.raises(
         WsprofError, match=r"unknown layer 'nope' \(valid: greenlet, asyncio, framing, json\)"
     ):
-        micro_command(["nope"], None, True, tmp_path / "x.json")
+        micro.run(
+            build_parser().parse_args(
+                ["micro", "--layer", "nope", "--json", str(tmp_path / "x.json")]
+            )
+        )
     assert not (tmp_path / "x.json").exists()
 
 
@@ -140,7 +147,7 @@ def test_unknown_payload_lists_the_valid_ones() -> None:
     with pytest.raises(
         WsprofError, match=r"unknown payload 'huge' \(valid: small, medium, large, binary\)"
     ):
-        micro_command(None, ["huge"], True, None)
+        micro.run(build_parser().parse_args(["micro", "--payload", "huge"]))
 
 
 def test_cli_exits_2_on_unknown_layer() -> None:

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wsprof.cli import main
 from wsprof.errors import WsprofError
 from wsprof.profiling.attribute import attribute, layer_us_per_msg
-from wsprof.profiling.commands import attribute_command, diff_command
 from wsprof.profiling.flamegraph import diff_flamegraph_svg, flamegraph_svg
 from wsprof.profiling.folded import (
     FoldedParseError,
@@ -155,6 +155,42 @@ def test_user_rules_take_precedence_and_may_add_layers() -> None:
     assert list(user.layers)[-2:] == ["auth", "other"]
 
 
+def test_a_layer_only_a_user_rule_names_is_announced() -> None:
+    user = load_rules(FIXTURES / "precedence_rules.toml")
+    assert user.new_layers == ("auth",)
+    notice = user.new_layers_notice()
+    assert notice is not None
+    assert "'auth'" in notice and "precedence_rules.toml" in notice and "\n" not in notice
+    assert load_rules(None).new_layers == () and load_rules(None).new_layers_notice() is None
+
+
+def test_attribute_command_says_when_rules_add_a_layer(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rules = FIXTURES / "precedence_rules.toml"
+    assert main(["attribute", str(FIXTURES / "precedence.folded"), "--rules", str(rules)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("wsprof: note: ") and captured.err.count("\n") == 1
+    assert "'auth'" in captured.err
+    assert "auth" in captured.out  # and the table lists it
+
+
+def test_the_layer_list_is_read_from_layers_toml() -> None:
+    from wsprof.profiling.layers import IDLE, LAYER_INFO, OTHER, layer_colour
+
+    names = [layer.name for layer in LAYER_INFO]
+    assert list(LAYERS) == [n for n in names if n != IDLE]
+    assert LAYERS[-1] == OTHER and IDLE in names
+    assert load_rules(None).layers == LAYERS
+    for layer in LAYER_INFO:
+        assert layer.description
+        assert layer_colour(layer.name) == layer.colour
+    colours = [layer.colour for layer in LAYER_INFO]
+    assert len(set(colours)) == len(colours)
+    # A new layer gets a colour of its own, the same on every run.
+    assert layer_colour("auth") == layer_colour("auth") not in colours
+
+
 def test_replacing_the_defaults() -> None:
     rs = rules_from_text('extends_defaults = false\n[[rule]]\nlayer = "x"\npath = "a.py"\n')
     a = attribute(parse_folded("f (a.py:1) 2\ng (uvicorn/server.py:1) 3\n"), rs)
@@ -275,13 +311,13 @@ def test_speedscope_document_shape() -> None:
 
 def test_attribute_command_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "a.json"
-    assert attribute_command(FIXTURES / "layers.folded", None, out, idle=False) == 0
+    assert main(["attribute", str(FIXTURES / "layers.folded"), "--json", str(out)]) == 0
     assert json.loads(out.read_text())["layers"]["json"]["samples"] == 50
     assert "websocket-protocol" in capsys.readouterr().out
 
 
 def test_attribute_command_bad_input_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert attribute_command(FIXTURES / "malformed.folded", None, None, idle=False) == 2
+    assert main(["attribute", str(FIXTURES / "malformed.folded")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("wsprof: error: ") and err.count("\n") == 1
 
@@ -290,9 +326,11 @@ def test_diff_command_default_output_next_to_b(tmp_path: Path) -> None:
     a, b = tmp_path / "a.folded", tmp_path / "b.folded"
     a.write_text("f (json/x.py:1) 4\n")
     b.write_text("f (json/x.py:1) 2\ng (websockets/y.py:1) 2\n")
-    assert diff_command(a, b, None, None, None) == 0
+    assert main(["diff", str(a), str(b)]) == 0
     ET.parse(tmp_path / "b.diff.svg")
-    assert diff_command(a, b, None, 0, 5) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["diff", str(a), str(b), "--messages-a", "0", "--messages-b", "5"])
+    assert exit_info.value.code == 2
 
 
 def test_wsprof_error_base() -> None:

@@ -13,8 +13,8 @@ import psutil
 import pytest
 from websockets.sync.client import connect
 
+from wsprof.cli import main
 from wsprof.profiling.attribute import attribute
-from wsprof.profiling.commands import profile_command
 from wsprof.profiling.folded import read_folded
 from wsprof.profiling.pyspy import (
     NotAPythonProcess,
@@ -126,8 +126,20 @@ def test_profile_command_writes_all_outputs(echo_server, tmp_path: Path) -> None
     t = threading.Thread(target=drive)
     t.start()
     try:
-        code = profile_command(
-            proc.pid, 1.5, 100, False, False, None, tmp_path, tmp_path / "a.json"
+        code = main(
+            [
+                "profile",
+                "--pid",
+                str(proc.pid),
+                "--duration",
+                "1.5",
+                "--rate-hz",
+                "100",
+                "--out",
+                str(tmp_path),
+                "--json",
+                str(tmp_path / "a.json"),
+            ]
         )
     finally:
         done.set()

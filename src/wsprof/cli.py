@@ -1,19 +1,45 @@
-"""Command line: parses arguments and calls one function per subcommand; nothing else."""
+"""Command line: builds the parser, dispatches through a table, turns errors into exit codes.
+
+Choices, defaults and the names listed in help come from the code's own
+tables (load modes, serializers and clients, payloads, micro layers, the
+layer list in layers.toml), so the CLI never re-lists them. Command modules
+are imported only when their command runs: ``import wsprof.cli`` stays light.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from wsprof import __version__
 from wsprof.errors import WsprofError
 
-DESCRIPTION = """\
+COMMANDS: dict[str, tuple[str, str]] = {
+    "micro": ("wsprof.commands.micro", "run"),
+    "scenario": ("wsprof.commands.scenario", "run"),
+    "scenarios": ("wsprof.commands.scenario", "run_list"),
+    "load": ("wsprof.commands.load", "run"),
+    "client-bench": ("wsprof.commands.client_bench", "run"),
+    "attribute": ("wsprof.commands.attribute", "run"),
+    "diff": ("wsprof.commands.diff", "run"),
+    "profile": ("wsprof.commands.profile", "run"),
+    "compare": ("wsprof.commands.compare", "run"),
+}
+"""Subcommand -> (module, function taking the parsed arguments and returning the exit code)."""
+
+DEFAULT_OUT = Path("flamegraphs")
+INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
+
+_SUMMARY = """\
 wsprof: where do the microseconds of one real-time message go?
 
-  wsprof micro                       isolate each cost layer (greenlet, asyncio, framing, json)
+  wsprof micro                       isolate each cost layer ({micro_layers})
   wsprof scenario socketio-framing   drive real server stacks, A/B one layer, attribute the cost
   wsprof scenarios                   list the shipped scenarios
   wsprof load URL                    drive any WebSocket / Socket.IO server (yours too)
@@ -21,13 +47,14 @@ wsprof: where do the microseconds of one real-time message go?
   wsprof attribute FILE.folded       split a py-spy recording into cost layers
   wsprof diff A.folded B.folded      differential flamegraph, per message
   wsprof profile --pid PID           record and attribute a running server
+  wsprof compare A.json B.json       compare two scenario or micro results
 """
 
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
     return value
 
 
@@ -38,12 +65,37 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="wsprof", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+def _load_defaults() -> dict[str, Any]:
+    """``LoadConfig``'s field defaults: the one source of every ``wsprof load`` default."""
+    from wsprof.client.base import LoadConfig
+
+    return {
+        f.name: f.default
+        for f in dataclasses.fields(LoadConfig)
+        if f.default is not dataclasses.MISSING
+    }
+
+
+def _rules_help() -> str:
+    from wsprof.profiling.layers import LAYERS
+
+    return (
+        "layer rules TOML, tried before the packaged rules (format: wsprof/profiling/layers.toml;"
+        f" layers: {', '.join(LAYERS)}; a rule may name a new layer)"
     )
-    parser.add_argument("--version", action="version", version=f"wsprof {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+
+def _layer_list() -> str:
+    from wsprof.profiling.layers import LAYER_INFO
+
+    width = max(len(layer.name) for layer in LAYER_INFO)
+    lines = [f"  {layer.name:<{width}}  {layer.description}" for layer in LAYER_INFO]
+    return "layers, in the order reports list them:\n" + "\n".join(lines)
+
+
+def _add_micro(sub: Any) -> None:
+    from wsprof.micro.catalog import LAYERS as MICRO_LAYERS
+    from wsprof.payloads import payload_names
 
     micro = sub.add_parser(
         "micro",
@@ -53,17 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
         "Engine.IO framing (python-socketio), JSON encoding (json/orjson/msgpack). Every "
         "green-thread and event-loop variant runs in its own processes.",
     )
+    # No argparse choices: the catalogue rejects an unknown name in one line that lists the valid.
     micro.add_argument(
         "--layer",
         action="append",
         metavar="L",
-        help="only this layer (repeatable): greenlet, asyncio, framing, json",
+        help=f"only this layer (repeatable): {', '.join(MICRO_LAYERS)}",
     )
     micro.add_argument(
         "--payload",
         action="append",
         metavar="P",
-        help="only this payload (repeatable): small, medium, large, binary",
+        help=f"only this payload (repeatable): {', '.join(payload_names())}",
     )
     micro.add_argument(
         "--quick", action="store_true", help="rough and fast (fewer processes and values)"
@@ -72,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", type=Path, metavar="PATH", help="write results as wsprof.micro/1 JSON"
     )
 
+
+def _add_load(sub: Any) -> None:
+    from wsprof.client.base import CLIENTS, MODES, SERIALIZERS
+    from wsprof.payloads import payload_names
+
+    d = _load_defaults()
     load = sub.add_parser(
         "load",
         help="drive a WebSocket or Socket.IO server with the fast client",
@@ -81,68 +140,96 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument(
         "url",
-        help="ws://127.0.0.1:PORT/PATH (Socket.IO: ws://HOST:PORT/socket.io/?EIO=4&transport=websocket)",
+        help="ws://127.0.0.1:PORT/PATH "
+        "(Socket.IO: ws://HOST:PORT/socket.io/?EIO=4&transport=websocket)",
     )
     load.add_argument(
         "--mode",
-        choices=("raw", "socketio"),
-        default="raw",
-        help="raw WebSocket frames, or Engine.IO v4 + Socket.IO v5 events (default raw)",
+        choices=MODES,
+        default=d["mode"],
+        help="raw WebSocket frames, or Engine.IO v4 + Socket.IO v5 events (default %(default)s)",
     )
-    load.add_argument("--connections", type=_positive_int, default=1, metavar="N", help="default 1")
+    load.add_argument(
+        "--connections",
+        type=_positive_int,
+        default=d["connections"],
+        metavar="N",
+        help="default %(default)s",
+    )
     pace = load.add_mutually_exclusive_group()
     pace.add_argument(
         "--in-flight",
         type=_positive_int,
-        default=1,
+        default=d["in_flight"],
         metavar="K",
-        help="closed loop: messages outstanding per connection (default 1)",
+        help="closed loop: messages outstanding per connection (default %(default)s)",
     )
     pace.add_argument(
         "--rate",
         type=_positive_float,
+        default=d["rate"],
         metavar="R",
         help="open loop: total messages per second over all connections",
     )
     load.add_argument(
         "--duration",
         type=_positive_float,
-        default=10.0,
+        default=d["duration"],
         metavar="S",
-        help="measurement window in seconds (default 10)",
+        help="measurement window in seconds (default %(default)s)",
     )
     load.add_argument(
-        "--messages", type=_positive_int, metavar="M", help="stop after M round trips"
+        "--messages",
+        type=_positive_int,
+        default=d["max_messages"],
+        metavar="M",
+        help="stop after M round trips",
     )
     load.add_argument(
-        "--warmup", type=float, default=1.0, metavar="S", help="unrecorded warm-up (default 1 s)"
+        "--warmup",
+        type=float,
+        default=d["warmup"],
+        metavar="S",
+        help="unrecorded warm-up (default %(default)s s)",
     )
     load.add_argument(
         "--payload",
-        default="small",
+        default=d["payload"],
         metavar="P",
-        help="a payload name from wsprof micro (default small)",
+        help=f"one of {', '.join(payload_names())} (default %(default)s)",
     )
     load.add_argument(
         "--serializer",
-        choices=("json", "msgpack"),
-        default="json",
-        help="Socket.IO packet format the server uses (default json)",
+        choices=SERIALIZERS,
+        default=d["serializer"],
+        help="Socket.IO packet format the server uses (default %(default)s)",
     )
     load.add_argument(
-        "--workers", type=_positive_int, default=1, metavar="W", help="client processes (default 1)"
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="W",
+        help="client processes (default %(default)s)",
     )
     load.add_argument(
         "--client",
-        choices=("fast", "reference"),
-        default="fast",
-        help="fast: Cython epoll client; reference: pure-Python asyncio (default fast)",
+        choices=CLIENTS,
+        default=CLIENTS[0],
+        help="fast: Cython epoll client; reference: pure-Python asyncio (default %(default)s)",
     )
-    load.add_argument("--connect-timeout", type=_positive_float, default=5.0, metavar="S")
+    load.add_argument(
+        "--connect-timeout",
+        type=_positive_float,
+        default=d["connect_timeout"],
+        metavar="S",
+        help="default %(default)s s",
+    )
     load.add_argument(
         "--json", type=Path, metavar="PATH", help="write the result as wsprof.load/1 JSON"
     )
 
+
+def _add_client_bench(sub: Any) -> None:
     bench = sub.add_parser(
         "client-bench",
         help="measure both load clients against a native echo server and the kernel floor",
@@ -151,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--quick", action="store_true", help="short windows")
     bench.add_argument("--json", type=Path, metavar="PATH", help="write wsprof.client-bench/1 JSON")
+
+
+def _add_scenarios(sub: Any) -> None:
+    from wsprof.profiling.pyspy import DEFAULT_RATE_HZ
 
     scenario = sub.add_parser(
         "scenario",
@@ -168,9 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     scenario.add_argument(
         "--out",
         type=Path,
-        default=Path("flamegraphs"),
+        default=DEFAULT_OUT,
         metavar="DIR",
-        help="where flamegraphs go (default ./flamegraphs)",
+        help="where flamegraphs go (default ./%(default)s)",
     )
     scenario.add_argument(
         "--no-profile", action="store_true", help="skip the py-spy window and attribution"
@@ -180,28 +271,31 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         metavar="HZ",
-        help="py-spy sampling rate (default from the scenario, else 500)",
+        help=f"py-spy sampling rate (default from the scenario, else {DEFAULT_RATE_HZ})",
     )
     scenario.add_argument("--native", action="store_true", help="py-spy --native (C frames)")
-    scenario.add_argument(
-        "--rules", type=Path, metavar="FILE", help="layer rules TOML overriding the defaults"
-    )
+    scenario.add_argument("--rules", type=Path, metavar="FILE", help=_rules_help())
     scenario.add_argument(
         "--repeats", type=_positive_int, metavar="N", help="measurement windows per variant"
     )
-
     sub.add_parser(
         "scenarios", help="list the shipped scenarios", description="List the shipped scenarios."
     )
+
+
+def _add_profiling(sub: Any) -> None:
+    from wsprof.profiling.pyspy import DEFAULT_RATE_HZ
 
     attribute = sub.add_parser(
         "attribute",
         help="split a py-spy raw (folded) file into cost layers",
         description="Charge every sample of a py-spy raw/folded file to one cost layer by its "
         "innermost frame, using ordered rules (built in, or --rules FILE).",
+        epilog=_layer_list(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     attribute.add_argument("folded", type=Path, help="py-spy record --format raw output")
-    attribute.add_argument("--rules", type=Path, metavar="FILE", help="layer rules TOML")
+    attribute.add_argument("--rules", type=Path, metavar="FILE", help=_rules_help())
     attribute.add_argument("--idle", action="store_true", help="keep idle samples in the shares")
     attribute.add_argument(
         "--json", type=Path, metavar="PATH", help="write wsprof.attribution/1 JSON"
@@ -224,16 +318,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="record a running server with py-spy and attribute it",
         description="Record a running Python server (and its child processes) with py-spy "
         "and split its CPU by cost layer.",
+        epilog=_layer_list(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     profile.add_argument("--pid", type=int, required=True)
-    profile.add_argument("--duration", type=_positive_float, default=10.0, metavar="S")
-    profile.add_argument("--rate-hz", type=_positive_int, default=500, metavar="HZ")
-    profile.add_argument("--native", action="store_true")
-    profile.add_argument("--idle", action="store_true")
-    profile.add_argument("--rules", type=Path, metavar="FILE")
-    profile.add_argument("--out", type=Path, default=Path("flamegraphs"), metavar="DIR")
-    profile.add_argument("--json", type=Path, metavar="PATH")
+    profile.add_argument(
+        "--duration", type=_positive_float, default=10.0, metavar="S", help="default %(default)s s"
+    )
+    profile.add_argument(
+        "--rate-hz",
+        type=_positive_int,
+        default=DEFAULT_RATE_HZ,
+        metavar="HZ",
+        help="py-spy sampling rate (default %(default)s)",
+    )
+    profile.add_argument("--native", action="store_true", help="py-spy --native (C frames)")
+    profile.add_argument("--idle", action="store_true", help="keep idle samples in the shares")
+    profile.add_argument("--rules", type=Path, metavar="FILE", help=_rules_help())
+    profile.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, metavar="DIR", help="default ./%(default)s"
+    )
+    profile.add_argument(
+        "--json", type=Path, metavar="PATH", help="write wsprof.attribution/1 JSON"
+    )
 
+
+def _add_compare(sub: Any) -> None:
     compare = sub.add_parser(
         "compare",
         help="compare two results (scenario or micro JSON)",
@@ -243,79 +353,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("baseline", type=Path)
     compare.add_argument("candidate", type=Path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole parser; its subcommands are exactly the keys of :data:`COMMANDS`."""
+    from wsprof.micro.catalog import LAYERS as MICRO_LAYERS
+
+    parser = argparse.ArgumentParser(
+        prog="wsprof",
+        description=_SUMMARY.format(micro_layers=", ".join(MICRO_LAYERS)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"wsprof {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_micro, _add_load, _add_client_bench, _add_scenarios, _add_profiling):
+        add(sub)
+    _add_compare(sub)
     return parser
 
 
-def dispatch(args: argparse.Namespace) -> int:
-    if args.command == "micro":
-        from wsprof.micro.command import micro_command
+def one_line(text: str) -> str:
+    """An error message as one line, whatever a library put in it."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
-        return micro_command(args.layer, args.payload, args.quick, args.json)
-    if args.command == "load":
-        from wsprof.client.command import load_command
 
-        return load_command(args)
-    if args.command == "client-bench":
-        from wsprof.client.bench import client_bench_command
-
-        return client_bench_command(args.json, args.quick)
-    if args.command == "scenario":
-        from wsprof.runner import scenario_command
-
-        return scenario_command(
-            args.name,
-            quick=args.quick,
-            json_path=args.json,
-            out_dir=args.out,
-            profile=not args.no_profile,
-            rate_hz=args.rate_hz,
-            native=args.native,
-            rules=args.rules,
-            repeats=args.repeats,
-        )
-    if args.command == "scenarios":
-        from wsprof.runner import list_scenarios_command
-
-        return list_scenarios_command()
-    if args.command == "attribute":
-        from wsprof.profiling.commands import attribute_command
-
-        return attribute_command(args.folded, args.rules, args.json, args.idle)
-    if args.command == "diff":
-        from wsprof.profiling.commands import diff_command
-
-        return diff_command(args.a, args.b, args.output, args.messages_a, args.messages_b)
-    if args.command == "profile":
-        from wsprof.profiling.commands import profile_command
-
-        return profile_command(
-            args.pid,
-            args.duration,
-            args.rate_hz,
-            args.native,
-            args.idle,
-            args.rules,
-            args.out,
-            args.json,
-        )
-    if args.command == "compare":
-        from wsprof.report.compare import compare_command
-
-        return compare_command(args.baseline, args.candidate)
-    raise AssertionError(args.command)
+def command_function(name: str) -> Callable[[argparse.Namespace], int]:
+    """Import the module that runs ``name`` and return its function."""
+    module, function = COMMANDS[name]
+    run: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), function)
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, run one command, and apply the one error policy: one line and an exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     try:
-        return dispatch(args)
+        return command_function(args.command)(args)
     except WsprofError as exc:
-        print(f"wsprof: error: {exc}", file=sys.stderr)
+        print(f"wsprof: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("wsprof: interrupted; nothing was written as complete", file=sys.stderr)
-        return 130
+        return INTERRUPTED

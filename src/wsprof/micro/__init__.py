@@ -1,8 +1,8 @@
 """Microbenchmarks that isolate each cost layer (``wsprof micro``), run under pyperf.
 
 Public API for scenarios: ``LAYERS``, ``rows_for`` (what a run measures),
-``run_micro`` (measure, results as dicts), ``read_results`` (from a
-``--json`` file), ``lookup`` and ``predict_ns`` (read predictions back).
+``read_results`` (from a ``--json`` file), ``lookup`` and ``predict_ns``
+(read predictions back).
 Loaded lazily: every pyperf worker imports this package, and its start-up
 time is paid once per worker process.
 """
@@ -15,7 +15,6 @@ from typing import Any
 _EXPORTS = {
     "LAYERS": "wsprof.micro.catalog",
     "rows_for": "wsprof.micro.catalog",
-    "run_micro": "wsprof.micro.harness",
     "read_results": "wsprof.micro.harness",
     "lookup": "wsprof.micro.harness",
     "predict_ns": "wsprof.micro.harness",

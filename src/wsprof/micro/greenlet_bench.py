@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Callable
 from time import perf_counter
 from types import ModuleType
+from typing import Any
 
 CASES: dict[str, tuple[str, ...]] = {
     "switch": ("greenlet",),
@@ -74,7 +75,7 @@ def _gevent_yield(loops: int) -> float:
 
 
 def _handoff(
-    loops: int, spawn: Callable[..., object], join: Callable[[object], object], queue_cls: type
+    loops: int, spawn: Callable[..., Any], join: Callable[[Any], object], queue_cls: type
 ) -> float:
     """One op = main wakes a waiting partner through a queue, the partner wakes main back.
 

@@ -3,7 +3,7 @@
 One pyperf manager process (``wsprof.micro.worker``) runs all selected rows
 in order; pyperf gives each row its own calibration and worker processes.
 This module imports neither rich nor any benchmark library, so scenarios can
-call ``run_micro``/``read_results`` and the orchestrator stays unpatched.
+call ``run_rows``/``read_results`` and the orchestrator stays unpatched.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from wsprof.errors import MeasurementError, WsprofError
-from wsprof.micro.catalog import Row, baseline_variant, select_rows
+from wsprof.micro.catalog import Row, baseline_variant
 
 SCHEMA_ID = "wsprof.micro/1"
 SPREAD_KIND = "mad"  # median absolute deviation: robust, and the natural partner of a median
@@ -280,16 +280,6 @@ def _run_shard(
         suite = pyperf.BenchmarkSuite.load(str(output))
         benches = {bench.get_name(): bench for bench in suite.get_benchmarks()}
     return [(row, benches[row.id]) for row in rows]
-
-
-def run_micro(
-    layers: Sequence[str] | None = None,
-    payloads: Sequence[str] | None = None,
-    quick: bool = False,
-    progress: Progress | None = None,
-) -> list[dict[str, Any]]:
-    """Measure the rows matching the filters and return one dict per row (see the schema)."""
-    return run_rows(select_rows(layers, payloads), QUICK if quick else FULL, progress)
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ Shares exclude idle samples unless asked: waiting is not cost per message.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,18 +47,8 @@ class Attribution:
         }
 
 
-def layer_of_stack(frames: Sequence[str], rules: RuleSet) -> str:
-    """The layer one stack is charged to (may be ``idle``)."""
-    decide = rules.decide
-    for frame in reversed(frames):
-        layer = decide(frame)
-        if layer != INHERIT:
-            return layer
-    return OTHER
-
-
 def _leaf_layer(stack: str, rules: RuleSet) -> str:
-    """:func:`layer_of_stack` on the joined text, reading frames from the end only."""
+    """The layer one stack is charged to (may be ``idle``), reading frames from the end only."""
     decide = rules.decide
     _, rest = process_split(stack)
     if rest is None:
@@ -94,6 +84,8 @@ def layer_us_per_msg(attribution: Attribution, cpu_us_per_msg: float) -> dict[st
     """Apply layer shares (from a profiled window) to the clean window's CPU µs/message.
 
     Shares come from the perturbed, profiled run; the absolute figure comes
-    from the unprofiled run, as DESIGN.md asks.
+    from the unprofiled run: sampling perturbs the server it samples (py-spy
+    reads its memory and, unless non-blocking, pauses it), so the profiled
+    window's own CPU figure is not the clean one.
     """
     return {name: ls.share * cpu_us_per_msg for name, ls in attribution.layers.items()}

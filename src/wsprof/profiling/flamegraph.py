@@ -15,8 +15,6 @@ blue where it shrank.
 
 from __future__ import annotations
 
-import colorsys
-import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from wsprof.profiling.folded import Stack, parse_frame
-from wsprof.profiling.layers import IDLE, INHERIT, OTHER, RuleSet, default_rules
+from wsprof.profiling.layers import IDLE, INHERIT, OTHER, RuleSet, default_rules, layer_colour
 
 WIDTH = 1200
 FRAME_H = 16
@@ -34,34 +32,12 @@ BOTTOM = 30
 CHAR_W = 7.0
 MIN_PX = 0.1
 
-LAYER_COLOURS: dict[str, str] = {
-    "json": "#e8a33d",
-    "socketio-framing": "#d9534f",
-    "socketio-dispatch": "#e88a8a",
-    "websocket-protocol": "#5b9bd5",
-    "server-framework": "#9b7fd1",
-    "event-loop": "#4fb39c",
-    "greenlet-switching": "#8cc152",
-    "kernel-io": "#c7a17a",
-    "application": "#f2d24b",
-    "other": "#c8c8c8",
-    "idle": "#eeeeee",
-}
-
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _xml(text: str) -> str:
     """Escape for element text and double-quoted attributes, dropping chars XML forbids."""
     return escape(_INVALID_XML.sub("\ufffd", text), {'"': "&quot;", "\n": "&#10;"})
-
-
-def _layer_colour(layer: str) -> str:
-    if layer in LAYER_COLOURS:
-        return LAYER_COLOURS[layer]
-    hue = int(hashlib.sha1(layer.encode()).hexdigest()[:4], 16) / 0xFFFF
-    r, g, b = colorsys.hls_to_rgb(hue, 0.7, 0.55)
-    return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
 
 
 @dataclass
@@ -208,7 +184,7 @@ def _svg(
         f'<text x="{WIDTH / 2}" y="34" text-anchor="middle" fill="#555">{_xml(subtitle)}</text>\n',
         f'<text id="reset" x="{PAD}" y="18" style="display:none">Reset zoom</text>\n',
     ]
-    lx = PAD
+    lx = float(PAD)
     for name, colour in legend:
         out.append(
             f'<rect x="{lx}" y="44" width="12" height="12" fill="{colour}" stroke="#888" stroke-width="0.5"/>'
@@ -253,10 +229,10 @@ def flamegraph_svg(
         tip = (
             f"{node.name}\n{int(node.a)} samples, {share:.2%}\nlayer: {layer if parent else 'all'}"
         )
-        fill = "#dddddd" if parent is None else _layer_colour(layer)
+        fill = "#dddddd" if parent is None else layer_colour(layer)
         boxes.append(_Box(x, node.a, depth, node.name, fill, tip))
     shown = [*rs.layers, IDLE]
-    legend = [(name, _layer_colour(name)) for name in shown]
+    legend = [(name, layer_colour(name)) for name in shown]
     subtitle = (
         f"{int(total)} samples; colour = layer charged for the frame's own samples; click to zoom"
     )

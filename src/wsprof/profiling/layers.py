@@ -1,16 +1,20 @@
-"""Ordered layer rules (layers.toml): which cost layer one frame belongs to.
+"""The layer list and the ordered layer rules (layers.toml): which layer one frame belongs to.
 
-Rules are data so that users can correct or extend them (``--rules FILE``)
-without touching code; the file's header documents the format. This module
-only decides single frames; :mod:`wsprof.profiling.attribute` walks stacks.
+Layers and rules are data so that users can correct or extend them
+(``--rules FILE``) without touching code; the file's header documents the
+format. This module only decides single frames; :mod:`wsprof.profiling.attribute`
+walks stacks.
 """
 
 from __future__ import annotations
 
+import colorsys
+import hashlib
 import re
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,31 +22,80 @@ from typing import Any
 from wsprof.errors import WsprofError
 from wsprof.profiling.folded import Frame, parse_frame
 
-LAYERS: tuple[str, ...] = (
-    "json",
-    "socketio-framing",
-    "socketio-dispatch",
-    "websocket-protocol",
-    "server-framework",
-    "event-loop",
-    "greenlet-switching",
-    "kernel-io",
-    "application",
-    "other",
-)
-"""The default layers in order of concern; reports list them in this order."""
-
 IDLE = "idle"
 INHERIT = "inherit"
 OTHER = "other"
 
+_PACKAGED = "wsprof/profiling/layers.toml"
 _RULE_KEYS = frozenset({"layer", "path", "function", "line", "frame"})
 _TOP_KEYS = frozenset({"rule", "extends_defaults"})
+_LAYER_KEYS = frozenset({"name", "colour", "description"})
 _LAYER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_COLOUR_RE = re.compile(r"#[0-9a-f]{6}\Z")
 
 
 class RulesError(WsprofError, ValueError):
     """A rules file that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One entry of the packaged layer list: its name, flamegraph colour and meaning."""
+
+    name: str
+    colour: str
+    description: str
+
+
+def _toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RulesError(f"{source}: invalid TOML: {exc}") from exc
+
+
+@cache
+def _packaged_doc() -> dict[str, Any]:
+    text = resources.files("wsprof.profiling").joinpath("layers.toml").read_text(encoding="utf-8")
+    return _toml(text, _PACKAGED)
+
+
+def _layer_list(tables: Any) -> tuple[Layer, ...]:
+    """The ``[[layer]]`` tables, checked: "other" ends the reported list, "idle" is present."""
+    if not isinstance(tables, list) or not tables:
+        raise RulesError(f"{_PACKAGED}: layer: must be a non-empty array of tables ([[layer]])")
+    out: list[Layer] = []
+    for i, t in enumerate(tables):
+        where = f"{_PACKAGED}: layer[{i}]"
+        if not isinstance(t, dict) or set(t) != _LAYER_KEYS:
+            raise RulesError(f"{where}: needs exactly {', '.join(sorted(_LAYER_KEYS))}")
+        if not _LAYER_NAME_RE.match(str(t["name"])) or t["name"] in (x.name for x in out):
+            raise RulesError(f"{where}.name: {t['name']!r} is not a new layer name")
+        if not isinstance(t["colour"], str) or not _COLOUR_RE.match(t["colour"]):
+            raise RulesError(f'{where}.colour: expected "#rrggbb", not {t["colour"]!r}')
+        out.append(Layer(t["name"], t["colour"], str(t["description"])))
+    reported = [x.name for x in out if x.name != IDLE]
+    if reported[-1:] != [OTHER] or len(reported) == len(out):
+        raise RulesError(f'{_PACKAGED}: the layers must include "idle" and end with "other"')
+    return tuple(out)
+
+
+LAYER_INFO: tuple[Layer, ...] = _layer_list(_packaged_doc().get("layer"))
+"""The packaged layers (and "idle"), in order of concern, as layers.toml lists them."""
+
+LAYERS: tuple[str, ...] = tuple(x.name for x in LAYER_INFO if x.name != IDLE)
+"""The default layers in order of concern; reports list them in this order."""
+
+_COLOURS = {x.name: x.colour for x in LAYER_INFO}
+
+
+def layer_colour(layer: str) -> str:
+    """The packaged colour of a layer; a user's new layer gets a stable colour from its name."""
+    if layer in _COLOURS:
+        return _COLOURS[layer]
+    hue = int(hashlib.sha1(layer.encode()).hexdigest()[:4], 16) / 0xFFFF
+    r, g, b = colorsys.hls_to_rgb(hue, 0.7, 0.55)
+    return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
 
 
 def _glob_body(glob: str) -> str:
@@ -141,6 +194,21 @@ class RuleSet:
         default_factory=dict, init=False, repr=False, compare=False
     )
 
+    @property
+    def new_layers(self) -> tuple[str, ...]:
+        """Layers that only a user rule names: listed before "other", and worth a notice."""
+        return tuple(name for name in self.layers if name not in LAYERS)
+
+    def new_layers_notice(self) -> str | None:
+        """One line saying which layers ``source`` adds (a typo would otherwise pass silently)."""
+        if not self.new_layers:
+            return None
+        names = ", ".join(repr(n) for n in self.new_layers)
+        return (
+            f"{self.source} names layer(s) {names} that wsprof does not define "
+            f"({', '.join(LAYERS)}); reported as new layer(s) before 'other'"
+        )
+
     def _path_hits(self, file: str) -> frozenset[int]:
         # Path globs are the costly part and files repeat across frames: once per file.
         hits = self._files.get(file)
@@ -231,12 +299,7 @@ def _rule(table: Any, where: str) -> Rule:
     return Rule(layer, paths, functions, lines, frame)
 
 
-def parse_rules(text: str, source: str = "<string>") -> tuple[list[Rule], bool]:
-    """Parse a rules document into its rules and its ``extends_defaults`` flag."""
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RulesError(f"{source}: invalid TOML: {exc}") from exc
+def _parse_doc(doc: dict[str, Any], source: str) -> tuple[list[Rule], bool]:
     unknown = sorted(set(doc) - _TOP_KEYS)
     if unknown:
         raise RulesError(
@@ -252,6 +315,11 @@ def parse_rules(text: str, source: str = "<string>") -> tuple[list[Rule], bool]:
     return rules, extends
 
 
+def parse_rules(text: str, source: str = "<string>") -> tuple[list[Rule], bool]:
+    """Parse a user's rules document into its rules and its ``extends_defaults`` flag."""
+    return _parse_doc(_toml(text, source), source)
+
+
 def _layer_order(rules: Iterable[Rule]) -> tuple[str, ...]:
     extra: list[str] = []
     for r in rules:
@@ -260,18 +328,10 @@ def _layer_order(rules: Iterable[Rule]) -> tuple[str, ...]:
     return (*LAYERS[:-1], *extra, OTHER)
 
 
-_DEFAULT_RULES: tuple[Rule, ...] | None = None
-
-
+@cache
 def _default_rule_list() -> tuple[Rule, ...]:
-    global _DEFAULT_RULES
-    if _DEFAULT_RULES is None:
-        text = (
-            resources.files("wsprof.profiling").joinpath("layers.toml").read_text(encoding="utf-8")
-        )
-        rules, _ = parse_rules(text, "wsprof/profiling/layers.toml")
-        _DEFAULT_RULES = tuple(rules)
-    return _DEFAULT_RULES
+    doc = {k: v for k, v in _packaged_doc().items() if k != "layer"}
+    return tuple(_parse_doc(doc, _PACKAGED)[0])
 
 
 def default_rules() -> RuleSet:

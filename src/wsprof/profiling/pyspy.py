@@ -23,6 +23,10 @@ from typing import Any
 
 from wsprof.errors import MeasurementError, WsprofError
 
+DEFAULT_RATE_HZ = 500
+"""py-spy samples per second unless told otherwise: 2 ms apart, enough samples in a few seconds
+for minor layers, at a cost the profiled window (not the clean one) absorbs."""
+
 PTRACE_HINT = (
     "grant ptrace: run as root, or in Docker add `--cap-add SYS_PTRACE`, "
     "or allow it host-wide with `sudo sysctl kernel.yama.ptrace_scope=0`"
@@ -159,7 +163,7 @@ class Recorder:
         pid: int,
         out: Path | str,
         duration: float,
-        rate: int = 100,
+        rate: int = DEFAULT_RATE_HZ,
         native: bool = False,
         idle: bool = False,
         subprocesses: bool = True,

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from rich.console import Console
 from rich.table import Table
 
 from wsprof.profiling.attribute import Attribution
-from wsprof.report.console import make_console
 
 
 def attribution_table(
@@ -68,10 +66,3 @@ def diff_table(a: Attribution, b: Attribution, title: str | None = None) -> Tabl
     table.add_section()
     table.add_row("samples", str(a.total_samples), str(b.total_samples), "", style="bold")
     return table
-
-
-def print_attribution(
-    attribution: Attribution, console: Console | None = None, title: str | None = None
-) -> None:
-    """Print :func:`attribution_table`."""
-    (console or make_console()).print(attribution_table(attribution, title=title))

@@ -8,6 +8,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from wsprof.env import environment
+from wsprof.micro.harness import SCHEMA_ID
+
 
 def format_ns(ns: float) -> str:
     """Three significant figures in the unit a reader expects for the magnitude."""
@@ -86,3 +89,15 @@ def print_micro(
         f"its own processes{side_by_side}; spread is the median absolute deviation; p10 is the "
         f"10th percentile; baseline: json, asyncio, eventlet. {wall_s:.0f} s wall."
     )
+
+
+def micro_document(
+    results: Sequence[dict[str, Any]], notes: Sequence[str], harness: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``wsprof micro --json`` document: the rows, what was skipped, how and where."""
+    return {
+        "schema": SCHEMA_ID,
+        "env": environment(harness=harness),
+        "results": list(results),
+        "notes": list(notes),
+    }

@@ -13,8 +13,8 @@ import socket
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from wsprof.protocol.websocket import MAX_MESSAGE_SIZE
 from wsprof.servers.socketio_config import socketio_server_kwargs
-from wsprof.servers.stacks import MAX_MESSAGE_BYTES
 
 #: How long uvicorn / websockets wait for open connections to close on SIGTERM.
 GRACEFUL_SHUTDOWN_SECONDS = 2.0
@@ -63,7 +63,7 @@ def run_uvicorn(app: Any, options: Mapping[str, str], listen: Listen, ready: Rea
         app,
         loop=options["loop"],
         ws=options["ws"],
-        ws_max_size=MAX_MESSAGE_BYTES,
+        ws_max_size=MAX_MESSAGE_SIZE,
         lifespan="off",
         log_config=None,
         log_level="warning",
@@ -115,7 +115,7 @@ def run_websockets_raw(options: Mapping[str, str], listen: Listen, ready: Ready)
         async with serve(
             echo,
             sock=sock,
-            max_size=MAX_MESSAGE_BYTES,
+            max_size=MAX_MESSAGE_SIZE,
             process_request=only_ws_path,
             close_timeout=GRACEFUL_SHUTDOWN_SECONDS,
         ):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from wsprof.servers.stacks import MAX_MESSAGE_BYTES
+from wsprof.protocol.websocket import MAX_MESSAGE_SIZE
 
 
 def socketio_server_kwargs(options: Mapping[str, str]) -> dict[str, Any]:
@@ -17,7 +17,7 @@ def socketio_server_kwargs(options: Mapping[str, str]) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "ping_interval": float(options["ping_interval"]),
         "ping_timeout": float(options["ping_timeout"]),
-        "max_http_buffer_size": MAX_MESSAGE_BYTES,
+        "max_http_buffer_size": MAX_MESSAGE_SIZE,
         "logger": False,
         "engineio_logger": False,
         # Load generators may send an Origin header; a profiler has no CORS policy to keep.

@@ -13,9 +13,6 @@ from dataclasses import dataclass, field
 
 from wsprof.errors import WsprofError
 
-#: Largest message every stack must accept; 1 MB payloads plus framing headroom.
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-
 #: python-socketio's own defaults, kept so that "default" means what users run.
 DEFAULT_PING_INTERVAL = "25"
 DEFAULT_PING_TIMEOUT = "20"

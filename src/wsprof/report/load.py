@@ -1,24 +1,20 @@
-"""`wsprof load`: drive any server and report what the client saw."""
+"""``wsprof load``: the wsprof.load/1 document and the terminal table."""
 
 from __future__ import annotations
 
-import argparse
-import sys
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from wsprof.client.base import LoadConfig, LoadResult
-from wsprof.client.driver import run_load
 from wsprof.env import environment
-from wsprof.payloads import get_payload
-from wsprof.report.console import make_console
-from wsprof.report.jsonout import write_json
 
 SCHEMA = "wsprof.load/1"
 
 
-def load_document(config: LoadConfig, result: LoadResult) -> dict:
+def load_document(config: LoadConfig, result: LoadResult) -> dict[str, Any]:
+    """What the run was asked to do, what the client saw, and the machine it ran on."""
     return {
         "schema": SCHEMA,
         "url": config.url,
@@ -33,7 +29,8 @@ def load_document(config: LoadConfig, result: LoadResult) -> dict:
     }
 
 
-def render_load(config: LoadConfig, result: LoadResult, console: Console) -> None:
+def print_load(console: Console, config: LoadConfig, result: LoadResult) -> None:
+    """The table, then how latency was timed and whether the client was the bottleneck."""
     loop = (
         f"open loop at {config.rate:,.0f} msgs/s"
         if config.open_loop
@@ -71,35 +68,6 @@ def render_load(config: LoadConfig, result: LoadResult, console: Console) -> Non
         )
     if result.client_bound:
         console.print(
-            f"[bold yellow]client-bound:[/] a client process used {result.worker_busy_max:.0%} of a core; "
-            "the throughput is the client's, not the server's (add --workers)"
+            f"[bold yellow]client-bound:[/] a client process used {result.worker_busy_max:.0%} "
+            "of a core; the throughput is the client's, not the server's (add --workers)"
         )
-
-
-def load_command(args: argparse.Namespace) -> int:
-    get_payload(args.payload)
-    config = LoadConfig(
-        url=args.url,
-        mode=args.mode,
-        connections=args.connections,
-        in_flight=args.in_flight,
-        rate=args.rate,
-        duration=args.duration,
-        max_messages=args.messages,
-        payload=args.payload,
-        serializer=args.serializer,
-        warmup=args.warmup,
-        connect_timeout=args.connect_timeout,
-    )
-    result = run_load(config, client=args.client, workers=args.workers)
-    render_load(config, result, make_console())
-    if args.json:
-        write_json(args.json, load_document(config, result))
-    if result.errors:
-        kinds = ", ".join(f"{k} x{n}" for k, n in result.errors.items())
-        print(
-            f"wsprof: error: the run had errors ({kinds}); figures above are partial",
-            file=sys.stderr,
-        )
-        return 1
-    return 0

@@ -1,0 +1,39 @@
+"""``wsprof load``: drive any server on this machine and report what the client saw."""
+
+from __future__ import annotations
+
+import argparse
+
+from wsprof.client.base import LoadConfig
+from wsprof.client.driver import run_load
+from wsprof.errors import MeasurementError
+from wsprof.payloads import get_payload
+from wsprof.report.console import make_console
+from wsprof.report.jsonout import write_json
+from wsprof.report.load import load_document, print_load
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the table and write the JSON even for a run with errors, then fail on them."""
+    get_payload(args.payload)
+    config = LoadConfig(
+        url=args.url,
+        mode=args.mode,
+        connections=args.connections,
+        in_flight=args.in_flight,
+        rate=args.rate,
+        duration=args.duration,
+        max_messages=args.messages,
+        payload=args.payload,
+        serializer=args.serializer,
+        warmup=args.warmup,
+        connect_timeout=args.connect_timeout,
+    )
+    result = run_load(config, client=args.client, workers=args.workers)
+    print_load(make_console(), config, result)
+    if args.json is not None:
+        write_json(args.json, load_document(config, result))
+    if result.errors:
+        kinds = ", ".join(f"{k} x{n}" for k, n in result.errors.items())
+        raise MeasurementError(f"the run had errors ({kinds}); figures above are partial")
+    return 0

@@ -1,0 +1,36 @@
+"""``wsprof micro``: check the filters, run the rows with progress, print, write the JSON."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from wsprof.micro.catalog import not_applicable, select_rows
+from wsprof.micro.harness import FULL, QUICK, run_rows
+from wsprof.report.console import make_console
+from wsprof.report.jsonout import write_json
+from wsprof.report.micro import micro_document, print_micro
+from wsprof.report.progress import progress_bar
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the micro rows; the JSON file appears only once every row has a result."""
+    rows = select_rows(args.layer, args.payload)
+    notes = not_applicable(args.layer, args.payload)
+    settings = QUICK if args.quick else FULL
+    started = time.monotonic()
+    with progress_bar(
+        "micro",
+        len(rows) * settings.rounds,
+        rows[0].id,
+        f"wsprof micro: measuring {len(rows)} rows ({settings.mode} mode)",
+    ) as step:
+        results = run_rows(
+            rows, settings, None if step is None else lambda row: step(f"{row.id} done")
+        )
+    wall_s = time.monotonic() - started
+    harness = {**settings.as_dict(), "wall_s": round(wall_s, 2)}
+    if args.json is not None:
+        write_json(args.json, micro_document(results, notes, harness))
+    print_micro(make_console(), results, notes, harness, wall_s)
+    return 0
