@@ -92,26 +92,42 @@ def _drive(port: int, seconds: float, max_messages: int = 200_000) -> int:
     return sent
 
 
+RATE_HZ = 200
+RECORD_S = 2
+# The echo server's own layers: every sample of its work lands in one of them.
+SERVER_LAYERS = ("websocket-protocol", "kernel-io", "event-loop", "server-framework")
+
+
 def test_record_a_real_echo_server_and_attribute(echo_server, tmp_path: Path) -> None:
+    """Asserts only what holds on a loaded 2-core machine too.
+
+    Under contention the server and py-spy get less CPU, so sample counts
+    shrink and a minor layer (server-framework gets ~2% here) may get none:
+    the test checks intervals and the dominant layers, never a minor one.
+    """
     proc, port = echo_server
     _drive(port, 0.3)  # connection established and code warm before sampling
     result = {}
 
     def run() -> None:
-        result["rec"] = record(proc.pid, tmp_path / "echo.folded", duration=2, rate=200)
+        result["rec"] = record(proc.pid, tmp_path / "echo.folded", duration=RECORD_S, rate=RATE_HZ)
 
     t = threading.Thread(target=run)
     t.start()
-    sent = _drive(port, 2.5)
+    sent = _drive(port, RECORD_S + 0.5)
     t.join(timeout=30)
     assert not t.is_alive()
     assert sent > 1000
     rec = result["rec"]
-    assert rec.samples and rec.samples > 50
+    # One thread sampled at RATE_HZ for RECORD_S: at most that many samples (plus timing slack).
+    assert rec.samples is not None and 50 < rec.samples <= RECORD_S * RATE_HZ * 1.25
     a = attribute(read_folded(rec.path))
-    assert a.layers["websocket-protocol"].samples > 0
-    assert a.layers["server-framework"].samples > 0
-    assert a.layers["event-loop"].samples > 0
+    assert a.total_samples + a.idle_samples == rec.samples  # every sample charged once
+    work = a.total_samples
+    assert work > 0
+    assert sum(a.layers[name].samples for name in SERVER_LAYERS) >= 0.9 * work
+    for dominant in ("websocket-protocol", "kernel-io"):
+        assert a.layers[dominant].samples >= 0.05 * work, (dominant, a.layers)
     assert not any("py-spy" in p.name() for p in _children())
 
 

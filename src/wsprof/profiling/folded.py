@@ -109,10 +109,6 @@ class Frame:
     line: int | None
     kind: FrameKind
 
-    @property
-    def is_python(self) -> bool:
-        return self.kind == "python"
-
 
 def _is_python_file(file: str) -> bool:
     # ``<frozen abc>``, ``<string>`` and ``<stdin>`` are Python code without a file.
