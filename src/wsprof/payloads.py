@@ -15,6 +15,8 @@ from wsprof.errors import WsprofError
 
 @dataclass(frozen=True)
 class Payload:
+    """One named message body, the same for every client, server and microbenchmark."""
+
     name: str
     description: str
     kind: str  # "json" or "binary"
@@ -63,15 +65,18 @@ def _build(name: str, spec: dict[str, Any]) -> Payload:
 
 @cache
 def all_payloads() -> dict[str, Payload]:
+    """Every payload of payloads.toml by name, in file order (built once per process)."""
     text = resources.files("wsprof").joinpath("payloads.toml").read_text()
     return {name: _build(name, spec) for name, spec in tomllib.loads(text).items()}
 
 
 def payload_names(kind: str | None = None) -> list[str]:
+    """The payload names (of one ``kind``, "json" or "binary", if given), in file order."""
     return [p.name for p in all_payloads().values() if kind is None or p.kind == kind]
 
 
 def get_payload(name: str) -> Payload:
+    """One payload; an unknown name is a one-line error that lists the valid ones."""
     try:
         return all_payloads()[name]
     except KeyError:
