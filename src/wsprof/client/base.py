@@ -54,7 +54,11 @@ def _check_range(option: str, value: float, low: float, high: float, *, low_ok: 
     """NaN or infinity would hang a run: each float option must be finite and in range."""
     above_low = low <= value if low_ok else low < value
     if not (math.isfinite(value) and above_low and value <= high):
-        span = f"between {low:g} and {high:g}" if low_ok else f"above {low:g} and at most {high:g}"
+        span = (
+            f"between {low:g} and {high:.15g}"
+            if low_ok
+            else f"above {low:g} and at most {high:.15g}"
+        )
         raise WsprofError(f"{option} must be {span}, not {value!r}")
 
 
