@@ -8,7 +8,7 @@ pyperf's ``Benchmark``/``Run`` do, under one format version.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from wsprof.errors import WsprofError
@@ -140,7 +140,7 @@ class ScenarioRecord:
     def as_json(self) -> dict[str, Any]:
         data = {
             name: getattr(self, name)
-            for name in self.__dataclass_fields__
+            for name in (f.name for f in fields(self))
             if name not in ("plan", "runs", "client_cpus", "micro_results")
         }
         return {
@@ -158,14 +158,14 @@ class ScenarioRecord:
             raise RecordFormatError(
                 f"not a {RECORD_FORMAT} document (format: {data.get('format')!r})"
             )
-        fields = {k: v for k, v in data.items() if k != "format"}
-        cpus = fields["client_cpus"]
+        values = {k: v for k, v in data.items() if k != "format"}
+        cpus = values["client_cpus"]
         return cls(
             **{
-                **fields,
-                "plan": LoadPlan(**fields["plan"]),
+                **values,
+                "plan": LoadPlan(**values["plan"]),
                 "client_cpus": None if cpus is None else tuple(cpus),
-                "micro_results": tuple(fields["micro_results"]),
-                "runs": tuple(VariantRun.from_json(r) for r in fields["runs"]),
+                "micro_results": tuple(values["micro_results"]),
+                "runs": tuple(VariantRun.from_json(r) for r in values["runs"]),
             }
         )
