@@ -260,23 +260,13 @@ def dispatch(args: argparse.Namespace) -> int:
 
         return client_bench_command(args.json, args.quick)
     if args.command == "scenario":
-        from wsprof.runner import scenario_command
+        from wsprof.commands import scenario
 
-        return scenario_command(
-            args.name,
-            quick=args.quick,
-            json_path=args.json,
-            out_dir=args.out,
-            profile=not args.no_profile,
-            rate_hz=args.rate_hz,
-            native=args.native,
-            rules=args.rules,
-            repeats=args.repeats,
-        )
+        return scenario.run(args)
     if args.command == "scenarios":
-        from wsprof.runner import list_scenarios_command
+        from wsprof.commands import scenario
 
-        return list_scenarios_command()
+        return scenario.run_list(args)
     if args.command == "attribute":
         from wsprof.profiling.commands import attribute_command
 
