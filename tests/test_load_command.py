@@ -121,7 +121,7 @@ def test_every_stack_echoes_through_the_fast_client(stack, options, payload):
     """The fast client checks every echo against what it sent: a mismatch is an error."""
     from wsprof.client.base import LoadConfig
     from wsprof.client.driver import run_load
-    from wsprof.runner import packet_format
+    from wsprof.scenario.runner import packet_format
 
     with ServerProcess(stack, options) as server:
         config = LoadConfig(
