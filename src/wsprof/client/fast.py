@@ -67,8 +67,8 @@ def ensure_fd_limit(connections: int) -> None:
 def run(config: LoadConfig) -> LoadResult:
     """Drive ``config.url`` from this process and return the measured window."""
     require()
-    from wsprof._loadclient import LoadRun
     from wsprof._histogram import Histogram
+    from wsprof._loadclient import LoadRun
 
     ensure_fd_limit(config.connections)
     frames = message_frames(config)
