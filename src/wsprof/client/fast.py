@@ -1,4 +1,4 @@
-"""The fast-path load client: Python prepares, ``wsprof._fastclient`` runs the hot loop in C.
+"""The fast-path load client: Python prepares, ``wsprof._loadclient`` runs the hot loop in C.
 
 Everything that happens once (payload encoding, the Socket.IO packet text,
 the file-descriptor limit) is done here in Python; everything that happens
@@ -25,7 +25,7 @@ FD_HEADROOM = 64
 
 def require() -> None:
     """Raise FastPathUnavailable (one clear line) when the extension is not built."""
-    fastpath.load("_fastclient")
+    fastpath.load("_loadclient")
 
 
 def message_frames(config: LoadConfig) -> list[tuple[int, bytes]]:
@@ -67,8 +67,8 @@ def ensure_fd_limit(connections: int) -> None:
 def run(config: LoadConfig) -> LoadResult:
     """Drive ``config.url`` from this process and return the measured window."""
     require()
-    from wsprof._fastclient import LoadRun
     from wsprof._histogram import Histogram
+    from wsprof._loadclient import LoadRun
 
     ensure_fd_limit(config.connections)
     frames = message_frames(config)
