@@ -150,12 +150,12 @@ def test_load_accepts_loopback(url):
 def test_a_missing_extension_is_one_clear_line():
     """Commands that need the Cython fast path say so, and how to get it."""
     code = (
-        "import sys; sys.modules['wsprof._fastclient'] = None\n"
+        "import sys; sys.modules['wsprof._loadclient'] = None\n"
         "from wsprof.cli import main\n"
         "raise SystemExit(main(['load', 'ws://127.0.0.1:9/ws', '--duration', '1']))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1
-    assert "wsprof._fastclient is not built" in out.stderr
+    assert "wsprof._loadclient is not built" in out.stderr
     assert "WSPROF_BUILD_EXT=required" in out.stderr

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from wsprof.client.histogram import PyHistogram, latency_summary_us
 from wsprof.errors import MeasurementError, WsprofError
+from wsprof.protocol.websocket import MAX_MESSAGE_SIZE
 
 MODES = ("raw", "socketio")
 SERIALIZERS = ("json", "msgpack")  # Socket.IO packet formats a client can speak
@@ -79,7 +80,7 @@ class LoadConfig:
     serializer: str = "json"  # Socket.IO packet format: json | msgpack
     warmup: float = DEFAULT_WARMUP_S  # seconds run before measuring (not recorded)
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
-    max_message_size: int = 16 * 1024 * 1024
+    max_message_size: int = MAX_MESSAGE_SIZE
     # Called with "start" and "end" around the measurement window (after warm-up),
     # so a caller can read the server's CPU clock for exactly that window.
     on_window: Callable[[str], None] | None = field(default=None, compare=False, repr=False)

@@ -8,20 +8,15 @@ stays near the kernel's price of one send plus one recv.
 
 from __future__ import annotations
 
-import resource
 from typing import Any
 
 from wsprof import fastpath
-from wsprof.client.base import LoadConfig, LoadError, LoadResult
+from wsprof.client.base import LoadConfig, LoadError, LoadResult, ensure_fd_limit
 from wsprof.errors import WsprofError
 from wsprof.payloads import get_payload
 from wsprof.protocol import socketio
 from wsprof.protocol.engineio import socketio_path
 from wsprof.protocol.websocket import OP_BINARY, OP_TEXT
-
-#: File descriptors the process needs besides one per connection (epoll, timerfd, stdio...).
-FD_HEADROOM = 64
-
 
 def require() -> None:
     """Raise FastPathUnavailable (one clear line) when the extension is not built."""
@@ -49,19 +44,6 @@ def message_frames(config: LoadConfig) -> list[tuple[int, bytes]]:
     if len(messages) > 2:
         raise WsprofError("the fast client handles at most one binary attachment per event")
     return [(OP_TEXT, m.encode()) if isinstance(m, str) else (OP_BINARY, m) for m in messages]
-
-
-def ensure_fd_limit(connections: int) -> None:
-    """Raise the soft RLIMIT_NOFILE to fit every connection, or say why it cannot."""
-    need = connections + FD_HEADROOM
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < need:
-        if hard != resource.RLIM_INFINITY and hard < need:
-            raise WsprofError(
-                f"{connections} connections need {need} file descriptors but the hard limit "
-                f"is {hard}: raise it (ulimit -Hn) or use fewer connections or more workers"
-            )
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
 
 
 def run(config: LoadConfig) -> LoadResult:
