@@ -18,6 +18,7 @@ from wsprof.protocol import socketio
 from wsprof.protocol.engineio import socketio_path
 from wsprof.protocol.websocket import OP_BINARY, OP_TEXT
 
+
 def require() -> None:
     """Raise FastPathUnavailable (one clear line) when the extension is not built."""
     fastpath.load("_loadclient")
