@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import psutil
 
-from wsprof.client.bench import client_bench_command, plan
+from wsprof.client.bench import echo_server, plan
+from wsprof.commands import client_bench
 
 
 def test_quick_client_bench_writes_the_schema_and_leaves_no_server(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert client_bench_command(out, quick=True) == 0
+    assert client_bench.run(argparse.Namespace(json=out, quick=True)) == 0
     assert psutil.Process().children(recursive=True) == []
     doc = json.loads(out.read_text())
     assert doc["schema"] == "wsprof.client-bench/1"
@@ -36,3 +42,24 @@ def test_quick_client_bench_writes_the_schema_and_leaves_no_server(tmp_path, cap
     assert "env" in doc and "pinning" in doc["env"]
     printed = capsys.readouterr().out
     assert "client-bench" in printed and "less CPU per message" in printed
+
+
+def test_ctrl_c_ends_a_long_fast_load_within_a_second():
+    """SIGINT during a 15 s window: the loop checks for signals, so the process ends at once."""
+    with echo_server(None, max_seconds=60) as port:
+        code = (
+            "from wsprof.client import fast; from wsprof.client.base import LoadConfig; "
+            f"fast.run(LoadConfig('ws://127.0.0.1:{port}/', duration=15, connections=4))"
+        )
+        proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        assert proc.poll() is None, "the load ended before the signal"
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=3)
+        finally:
+            proc.kill()
+        assert time.monotonic() - sent < 3
+    assert proc.returncode != 0
+    assert "KeyboardInterrupt" in err

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
+from servers import closed_port, gone
 
 from wsprof.servers.launcher import ServerProcess
 
@@ -96,8 +96,7 @@ def test_open_loop_holds_the_offered_rate(tmp_path: Path):
 
 
 def test_connection_refused_is_one_line():
-    with ServerProcess("starlette-raw") as server:
-        port = server.port
+    port = closed_port()
     proc = _load(f"ws://127.0.0.1:{port}/ws", "--duration", "1")
     assert proc.returncode == 1
     assert (
@@ -122,7 +121,7 @@ def test_every_stack_echoes_through_the_fast_client(stack, options, payload):
     """The fast client checks every echo against what it sent: a mismatch is an error."""
     from wsprof.client.base import LoadConfig
     from wsprof.client.driver import run_load
-    from wsprof.runner import packet_format
+    from wsprof.scenario.runner import packet_format
 
     with ServerProcess(stack, options) as server:
         config = LoadConfig(
@@ -140,9 +139,7 @@ def test_every_stack_echoes_through_the_fast_client(stack, options, payload):
         pids = server.pids()
     assert result.errors == {}
     assert result.messages > 20
-    assert not any(
-        psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids
-    )
+    assert [pid for pid in pids if not gone(pid)] == []
 
 
 def test_workers_split_the_load_and_merge_their_results(tmp_path: Path):

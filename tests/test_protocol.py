@@ -1,22 +1,12 @@
 """Sans-I/O protocol tests: bytes in, messages out, no sockets.
 
-Reusing the frame-parser tests for another implementation
----------------------------------------------------------
-``FrameParserTests`` holds every test of ``FrameParser`` / ``encode_frame`` /
-``ProtocolError``. It reads them from the module named by ``impl_module``, so a
-second implementation (the Cython fast path) runs the very same tests with::
-
-    from test_protocol import FrameParserTests   # import only the base class
-
-    class TestFrameParserFast(FrameParserTests):
-        impl_module = "wsprof._fastclient"
-
-The implementation must export ``FrameParser(max_message_size=16 MiB, *,
-expect_masked=False)`` with ``feed(data) -> list[(opcode, bytes)]``,
-``encode_frame(opcode, payload, *, fin=True, mask=None) -> bytes`` (ValueError
-for unknown opcodes, control frames over 125 bytes or fragmented, masks not 4
-bytes) and ``ProtocolError``, whose messages contain the exact phrases the
-tests match (see ``FrameParserTests.test_errors``).
+Both frame parsers, one set of tests
+-----------------------------------
+``TestFrameParser`` runs every test of ``FrameParser`` / ``encode_frame`` /
+``ProtocolError`` against the pure-Python parser (``wsprof.protocol.websocket``)
+and the Cython one (``wsprof._frames``) through the parametrised ``impl``
+fixture; ``test_same_messages_and_errors_in_both_parsers`` compares them
+stream for stream.
 """
 
 from __future__ import annotations
@@ -44,8 +34,8 @@ MASK = b"\x37\xfa\x21\x3d"
 HYPO = settings(
     max_examples=200,
     deadline=None,
-    # The same test class runs against the Python and the Cython parser.
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors],
+    # The same tests run against the Python and the Cython parser (a stateless fixture).
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 
 
@@ -59,14 +49,23 @@ def header(b0: int, length: int, *, masked: bool = False) -> bytes:
     return bytes((b0, m | 127)) + struct.pack("!Q", length)
 
 
-class FrameParserTests:
-    """Behaviour every FrameParser/encode_frame implementation must have."""
+PARSERS = ["wsprof.protocol.websocket", "wsprof._frames"]
 
-    impl_module = "wsprof.protocol.websocket"
 
-    @property
-    def impl(self) -> ModuleType:
-        return importlib.import_module(self.impl_module)
+@pytest.fixture(params=PARSERS)
+def impl(request: pytest.FixtureRequest) -> ModuleType:
+    """The frame layer under test: the Python one or the Cython one."""
+    return importlib.import_module(request.param)
+
+
+class TestFrameParser:
+    """Behaviour both FrameParser/encode_frame implementations must have."""
+
+    impl: ModuleType
+
+    @pytest.fixture(autouse=True)
+    def _use(self, impl: ModuleType) -> None:
+        self.impl = impl
 
     def parse(self, data: bytes, **kwargs) -> list[tuple[int, bytes]]:
         return self.impl.FrameParser(**kwargs).feed(data)
@@ -287,8 +286,49 @@ class FrameParserTests:
             parser.feed(bytes(stream))
 
 
-class TestFrameParserPython(FrameParserTests):
-    impl_module = "wsprof.protocol.websocket"
+def test_the_cython_parser_raises_the_reference_error_class():
+    from wsprof import _frames
+
+    assert _frames.ProtocolError is ws.ProtocolError
+
+
+frames = st.lists(
+    st.tuples(
+        st.sampled_from([0x0, 0x1, 0x2, 0x8, 0x9, 0xA]),
+        st.binary(max_size=140),
+        st.booleans(),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames, st.binary(max_size=8), st.integers(1, 50), st.booleans())
+def test_same_messages_and_errors_in_both_parsers(spec, junk, chunk, masked):
+    from wsprof import _frames
+
+    stream = b""
+    for opcode, payload, fin in spec:
+        if opcode >= 8:
+            payload, fin = payload[:125], True
+        stream += ws.encode_frame(opcode, payload, fin=fin, mask=b"k3y!" if masked else None)
+    stream += junk
+
+    def run(module: ModuleType) -> tuple[list[tuple[int, bytes]], str | None]:
+        parser = module.FrameParser(max_message_size=300, expect_masked=masked)
+        out: list[tuple[int, bytes]] = []
+        for i in range(0, len(stream), chunk):
+            try:
+                out += parser.feed(stream[i : i + chunk])
+            except module.ProtocolError as exc:
+                return out, str(exc)
+        return out, None
+
+    assert run(_frames) == run(ws)
+
+
+def test_default_message_limit_is_the_shared_constant(impl):
+    assert impl.FrameParser().max_message_size == ws.MAX_MESSAGE_SIZE == 16 * 1024 * 1024
 
 
 # --- Python-only: masking, handshake, close payloads ------------------------------------
@@ -608,3 +648,42 @@ def test_msgpack_decode_python_socketio_packets():
 def test_msgpack_errors(data, phrase):
     with pytest.raises(sio.SocketIOError, match=phrase):
         sio.decode_msgpack(data)
+
+
+def test_server_handshake_answers_the_client_request():
+    request = ws.build_handshake_request("h", 1, "/", "dGhlIHNhbXBsZSBub25jZQ==")
+    key = ws.request_key(request[: request.index(b"\r\n\r\n") + 4])
+    assert key == "dGhlIHNhbXBsZSBub25jZQ=="
+    response = ws.build_handshake_response(key)
+    assert ws.parse_handshake_response(response, key) == len(response)
+    assert ws.request_key(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n") is None
+
+
+@pytest.mark.parametrize("msgpack_mode", [False, True])
+def test_session_bytes_are_what_python_socketio_sends_and_expects(msgpack_mode):
+    wire = sio.session_bytes(msgpack_mode)
+    assert (wire.ping, wire.pong) == (eio_packet.Packet(eio_packet.PING).encode().encode(), b"3")
+    packet_class = socketio.msgpack_packet.MsgPackPacket if msgpack_mode else socketio.packet.Packet
+
+    def python_socketio(ptype: int) -> bytes:
+        encoded = packet_class(ptype, namespace="/").encode()
+        return encoded if msgpack_mode else b"4" + encoded.encode()
+
+    assert wire.connect == (OP_BINARY if msgpack_mode else OP_TEXT, python_socketio(0))
+    assert wire.disconnect == (OP_BINARY if msgpack_mode else OP_TEXT, python_socketio(1))
+    assert wire.ended == (b"1", b"41")
+    assert (wire.event, wire.binary_event) == (b"42", b"45")
+    assert sio.encode_event("e", b"x")[0].encode().startswith(wire.binary_event)
+
+
+def test_connect_reply_accepted_refused_or_unexpected():
+    sio.check_connect_reply('40{"sid":"abc"}', msgpack=False)
+    sio.check_connect_reply(sio.encode_msgpack(sio.CONNECT, {"sid": "abc"}), msgpack=True)
+    with pytest.raises(sio.SocketIOError, match=r"refused the namespace connect: .*nope"):
+        sio.check_connect_reply('44{"message":"nope"}', msgpack=False)
+    refused = sio.encode_msgpack(sio.CONNECT_ERROR, {"message": "nope"})
+    with pytest.raises(sio.SocketIOError, match=r"refused the namespace connect: .*nope"):
+        sio.check_connect_reply(refused, msgpack=True)
+    for other in ('42["echo"]', b"\x01", "3"):
+        with pytest.raises(sio.SocketIOError, match="unexpected message during"):
+            sio.check_connect_reply(other, msgpack=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from wsprof.errors import WsprofError
-from wsprof.scenarios import load_scenario, parse_scenario, shipped_scenarios
+from wsprof.scenario.files import load_scenario, parse_scenario, shipped_scenarios
 
 SHIPPED = ("socketio-framing", "json-encoding", "event-loop", "greenlet-switching", "stack-matrix")
 
@@ -67,6 +67,10 @@ def test_a_user_file_by_path(tmp_path: Path):
         (('name = "mine"', ""), "key 'name': is required"),
         (("[[variants]]", "[[variant]]"), "key 'variant': unknown key"),
         (("connections = 4", "connections = "), "not valid TOML"),
+        (
+            ('stack = "starlette-raw"', 'stack = "starlette-raw"\nname = 5'),
+            "key 'variants[0].name': must be a non-empty string",
+        ),
     ],
 )
 def test_malformed_file_names_the_file_and_key(tmp_path: Path, change, message):

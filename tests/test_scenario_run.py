@@ -16,8 +16,11 @@ import jsonschema
 import psutil
 import pytest
 
-from wsprof.runner import ScenarioRunner
-from wsprof.scenarios import load_scenario
+from wsprof.profiling.layers import default_rules
+from wsprof.scenario.analysis import analyse
+from wsprof.scenario.files import load_scenario
+from wsprof.scenario.record import ScenarioRecord
+from wsprof.scenario.runner import ScenarioRunner
 
 SCHEMA = json.loads(resources.files("wsprof").joinpath("schemas/scenario.schema.json").read_text())
 
@@ -50,10 +53,12 @@ options = { loop = "uvloop", serializer = "orjson" }
 
 
 def _server_processes() -> set[int]:
+    """Bundled servers started by this interpreter (not by another checkout's tests)."""
     return {
         p.pid
         for p in psutil.process_iter(["cmdline"])
-        if "wsprof.servers.serve" in " ".join(p.info["cmdline"] or [])
+        if (cmd := p.info["cmdline"] or [])[:1] == [sys.executable]
+        and "wsprof.servers.serve" in cmd
     }
 
 
@@ -146,12 +151,17 @@ def test_a_port_that_cannot_be_bound_fails_that_variant_only(tiny: Path, tmp_pat
 
 def test_a_server_dying_mid_run_is_reported_and_the_rest_finishes(tiny: Path):
     class KillSecondServer(ScenarioRunner):
-        def _latency(self, advance):
+        def _latency(self):
             os.kill(self.runs[1].server.pid, signal.SIGKILL)
-            super()._latency(advance)
+            super()._latency()
 
-    runner = KillSecondServer(load_scenario(str(tiny)), profile=False)
-    doc = runner.run()
+    steps: list[tuple[str, int, int]] = []
+    runner = KillSecondServer(
+        load_scenario(str(tiny)), profile=False, on_progress=lambda *step: steps.append(step)
+    )
+    record = runner.run()
+    assert ScenarioRecord.from_json(json.loads(json.dumps(record.as_json()))) == record
+    doc = analyse(record, {}, default_rules())
     assert doc["complete"] is False
     first, second, third = doc["variants"]
     assert first["status"] == "ok" and first["latency_us"]["p50"] > 0
@@ -162,6 +172,10 @@ def test_a_server_dying_mid_run_is_reported_and_the_rest_finishes(tiny: Path):
         not psutil.pid_exists(run.server.pid) or psutil.Process(run.server.pid).status() == "zombie"
         for run in runner.runs
     )
+    # Progress went through the callback, step by step, and ended at the total.
+    assert [done for _, done, _ in steps] == sorted(done for _, done, _ in steps)
+    assert steps[-1][1] == steps[-1][2] == steps[0][2]
+    assert any("latency socketio-asgi-orjson" in what for what, _, _ in steps)
 
 
 def test_unknown_scenario_is_a_one_line_error():

@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import msgpack
-import psutil
 import pytest
+from servers import gone, wait_gone
 from websockets.sync.client import ClientConnection, connect
 
 from wsprof.servers import orjson_shim
@@ -29,23 +29,6 @@ from wsprof.servers.stacks import StackOptionError
 
 TIMEOUT = 10.0
 ONE_MB = 1_000_000
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def _wait_gone(pids: list[int], timeout: float = 15.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        alive = [pid for pid in pids if not _gone(pid)]
-        if not alive:
-            return []
-        time.sleep(0.05)
-    return [pid for pid in pids if not _gone(pid)]
 
 
 class SocketIOClient:
@@ -178,7 +161,7 @@ def test_raw_stack_echoes_text_and_bytes_unchanged(stack: str, options: dict[str
             ws.send(big)
             assert ws.recv(timeout=TIMEOUT) == big
         server.check_alive()
-    assert _wait_gone(pids, timeout=1.0) == []
+    assert wait_gone(pids, timeout=1.0) == []
 
 
 # ------------------------------------------------------- socketio stacks
@@ -228,7 +211,7 @@ def test_socketio_stack_echo_ack_and_binary(stack: str, options: dict[str, str])
                 assert client.recv_packet() == '51-["echo",{"_placeholder":true,"num":0}]'
                 assert client.ws.recv(timeout=TIMEOUT) == payload
         server.check_alive()
-    assert _wait_gone(pids, timeout=1.0) == []
+    assert wait_gone(pids, timeout=1.0) == []
 
 
 def test_ping_options_reach_the_engineio_open_packet() -> None:
@@ -257,7 +240,7 @@ def test_busy_port_is_reported_with_stderr_tail_and_nothing_left() -> None:
     message = str(failure.value)
     assert f"could not bind port {port}" in message
     assert f"wsprof-serve: could not bind 127.0.0.1:{port}" in message  # from its stderr
-    assert server.pid and _gone(server.pid)
+    assert server.pid and gone(server.pid)
     assert "could not bind" in server.stderr_tail()
 
 
@@ -265,7 +248,7 @@ def test_startup_timeout_kills_the_server() -> None:
     server = ServerProcess("socketio-gevent", startup_timeout=0.05)
     with pytest.raises(ServerFailed, match=r"was not ready within 0.05 s"):
         server.start()
-    assert server.pid and _gone(server.pid)
+    assert server.pid and gone(server.pid)
 
 
 def test_server_killed_mid_run_is_detected() -> None:
@@ -330,10 +313,10 @@ def test_server_dies_with_its_parent(stack: str, parent_signal: signal.Signals) 
         assert parent.stdout is not None
         line = parent.stdout.readline()
         server_pid = int(line)
-        assert not _gone(server_pid)
+        assert not gone(server_pid)
         parent.send_signal(parent_signal)
         assert parent.wait(timeout=20) != 0
-        assert _wait_gone([server_pid]) == []
+        assert wait_gone([server_pid]) == []
     finally:
         if parent.poll() is None:
             parent.kill()

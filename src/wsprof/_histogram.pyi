@@ -1,5 +1,4 @@
 NBUCKETS: int
-HIST_MAX_NS: int
 
 def monotonic_ns() -> int: ...
 

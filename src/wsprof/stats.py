@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 
 def median(values: Sequence[float]) -> float:
+    """The median, 0.0 for no values (a variant with no finished window)."""
     return float(statistics.median(values)) if values else 0.0
 
 
@@ -19,4 +20,5 @@ def mad(values: Sequence[float]) -> float:
 
 
 def summary(values: Sequence[float]) -> dict[str, float | int | list[float]]:
+    """Median, MAD, count and the values themselves, as results report them."""
     return {"median": median(values), "mad": mad(values), "n": len(values), "values": list(values)}

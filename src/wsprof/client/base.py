@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import math
+import resource
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -10,10 +12,17 @@ from urllib.parse import urlsplit
 
 from wsprof.client.histogram import PyHistogram, latency_summary_us
 from wsprof.errors import MeasurementError, WsprofError
+from wsprof.protocol.websocket import MAX_MESSAGE_SIZE
 
 MODES = ("raw", "socketio")
 SERIALIZERS = ("json", "msgpack")  # Socket.IO packet formats a client can speak
 CLIENTS = ("fast", "reference")
+# The load defaults: the CLI and every caller take them from here.
+DEFAULT_DURATION_S = 10.0
+DEFAULT_WARMUP_S = 1.0
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+#: File descriptors a process needs besides one per connection (epoll, timerfd, stdio...).
+FD_HEADROOM = 64
 # A process whose CPU time is at least this share of the window's wall time was
 # saturated: its throughput figure describes the client, not the server.
 CLIENT_BOUND_SHARE = 0.85
@@ -29,6 +38,31 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def ensure_fd_limit(connections: int) -> None:
+    """Raise the soft RLIMIT_NOFILE to fit every connection, or say why it cannot."""
+    need = connections + FD_HEADROOM
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        if hard != resource.RLIM_INFINITY and hard < need:
+            raise WsprofError(
+                f"{connections} connections need {need} file descriptors but the hard limit "
+                f"is {hard}: raise it (ulimit -Hn) or use fewer connections or more workers"
+            )
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+
+
+def _check_range(option: str, value: float, low: float, high: float, *, low_ok: bool) -> None:
+    """NaN or infinity would hang a run: each float option must be finite and in range."""
+    above_low = low <= value if low_ok else low < value
+    if not (math.isfinite(value) and above_low and value <= high):
+        span = (
+            f"between {low:g} and {high:.15g}"
+            if low_ok
+            else f"above {low:g} and at most {high:.15g}"
+        )
+        raise WsprofError(f"{option} must be {span}, not {value!r}")
+
+
 class LoadError(MeasurementError):
     """A load run that cannot go on: refused connection, rejected handshake, bad frames."""
 
@@ -40,13 +74,13 @@ class LoadConfig:
     connections: int = 1
     in_flight: int = 1  # closed loop: messages each connection keeps outstanding
     rate: float | None = None  # open loop: total messages/s over all connections
-    duration: float = 10.0  # seconds of measurement after every connection is up
+    duration: float = DEFAULT_DURATION_S  # seconds of measurement after warm-up
     max_messages: int | None = None  # stop after this many round trips
     payload: str = "small"
     serializer: str = "json"  # Socket.IO packet format: json | msgpack
-    warmup: float = 0.0  # seconds run before measuring (not recorded)
-    connect_timeout: float = 5.0
-    max_message_size: int = 16 * 1024 * 1024
+    warmup: float = DEFAULT_WARMUP_S  # seconds run before measuring (not recorded)
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
+    max_message_size: int = MAX_MESSAGE_SIZE
     # Called with "start" and "end" around the measurement window (after warm-up),
     # so a caller can read the server's CPU clock for exactly that window.
     on_window: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
@@ -74,10 +108,11 @@ class LoadConfig:
             raise WsprofError("--connections must be between 1 and 10000")
         if self.in_flight < 1:
             raise WsprofError("--in-flight must be at least 1")
-        if self.rate is not None and self.rate <= 0:
-            raise WsprofError("--rate must be positive")
-        if not 0 < self.duration <= 3600:
-            raise WsprofError("--duration must be between 0 and 3600 seconds")
+        if self.rate is not None:
+            _check_range("--rate", self.rate, 0, 10_000_000, low_ok=False)
+        _check_range("--duration", self.duration, 0, 3600, low_ok=False)
+        _check_range("--warmup", self.warmup, 0, 3600, low_ok=True)
+        _check_range("--connect-timeout", self.connect_timeout, 0, 600, low_ok=False)
         if self.max_messages is not None and self.max_messages < 1:
             raise WsprofError("--messages must be at least 1")
 
@@ -101,14 +136,33 @@ class LoadConfig:
 
 @dataclass
 class LoadResult:
-    client: str  # "fast" | "reference"
-    messages: int  # round trips completed inside the measurement window
-    elapsed_s: float  # the measurement window's wall time
-    client_cpu_s: float  # the client's own CPU time in the window (getrusage)
-    histogram: dict[str, Any]  # PyHistogram/Histogram.to_dict() of round-trip latencies (ns)
+    """What one load run measured; both clients obey the same contract.
+
+    A run that ends without one good round trip, or in which every connection
+    is lost before the window ends, raises LoadError instead of returning.
+    """
+
+    #: "fast" | "reference"
+    client: str
+    #: Round trips completed inside the measurement window whose reply passed the reply
+    #: check (byte-for-byte echo). A reply that fails it is not a message: it is counted
+    #: in ``errors["echo_mismatch"]`` and its latency is not recorded.
+    messages: int
+    #: The measurement window's wall time (with several workers, the longest window).
+    elapsed_s: float
+    #: CPU time (user + system) of the thread that runs the load loop over exactly the
+    #: measurement window (CLOCK_THREAD_CPUTIME_ID), summed over worker processes: no
+    #: start-up, warm-up or close, and no other thread of the process.
+    client_cpu_s: float
+    #: PyHistogram/Histogram.to_dict() of the round-trip latencies (ns) of ``messages``.
+    histogram: dict[str, Any]
+    #: Counts by kind (echo_mismatch, closed_by_server, protocol_error, ...) over the whole
+    #: run: warm-up, window and close.
     errors: dict[str, int] = field(default_factory=dict)
+    #: Client processes that ran side by side.
     workers: int = 1
-    worker_busy_max: float = 0.0  # highest CPU/wall share of any one client process
+    #: Highest client_cpu_s / elapsed_s of any one worker: near 1, the client was the limit.
+    worker_busy_max: float = 0.0
 
     @property
     def msgs_per_s(self) -> float:

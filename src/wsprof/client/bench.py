@@ -1,4 +1,4 @@
-"""`wsprof client-bench`: show that the load client is not what a scenario measures.
+"""Measurement for `wsprof client-bench`: the load client is not what a scenario measures.
 
 It starts the cheap C echo server (own process, own core), measures the
 kernel floor (one loopback send plus one recv), then drives the server with
@@ -16,7 +16,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -26,10 +25,7 @@ from wsprof import fastpath
 from wsprof.client.base import LoadConfig, LoadResult
 from wsprof.client.driver import run_load
 from wsprof.env import environment
-from wsprof.errors import MeasurementError, WsprofError
-from wsprof.report.client_bench import render_client_bench
-from wsprof.report.console import make_console
-from wsprof.report.jsonout import write_json
+from wsprof.errors import MeasurementError
 
 SCHEMA = "wsprof.client-bench/1"
 PAYLOAD = "small"
@@ -68,7 +64,7 @@ def echo_server_main() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     import socket
 
-    from wsprof._fastclient import serve_echo
+    from wsprof._echoserver import serve_echo
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -77,7 +73,10 @@ def echo_server_main() -> None:
     sock.setblocking(False)
     sys.stdout.write(f"{sock.getsockname()[1]}\n")
     sys.stdout.flush()
-    serve_echo(sock.fileno(), sys.stdin.fileno(), float(sys.argv[2]))
+    try:
+        serve_echo(sock.fileno(), sys.stdin.fileno(), float(sys.argv[2]))
+    except KeyboardInterrupt:
+        sys.exit(130)  # Ctrl-C reached the whole process group; the parent reports it
 
 
 @contextmanager
@@ -116,7 +115,7 @@ def echo_server(cpu: int | None, max_seconds: float = ECHO_SERVER_MAX_S) -> Iter
 
 def measure_floor_us(cpu: int | None, repeats: int, seconds: float) -> float:
     """Median over ``repeats`` of the floor (µs CPU per send+recv pair), on the client's core."""
-    from wsprof._fastclient import measure_floor
+    from wsprof._floor import measure_floor
 
     previous = os.sched_getaffinity(0)
     if cpu is not None:
@@ -151,7 +150,8 @@ def row_document(row: Row, result: LoadResult, floor_us: float) -> dict[str, Any
 
 def run_bench(quick: bool, console: Console) -> dict[str, Any]:
     """Measure the floor and every row of the plan; return the result document."""
-    fastpath.load("_fastclient")
+    for name in ("_loadclient", "_echoserver", "_floor"):
+        fastpath.load(name)
     client_cpu, server_cpu = pick_cpus()
     repeats = 1 if quick else 3
     duration = 1.0 if quick else 3.0
@@ -193,21 +193,3 @@ def run_bench(quick: bool, console: Console) -> dict[str, Any]:
             pinning={"client_cpu": client_cpu, "echo_server_cpu": server_cpu},
         ),
     }
-
-
-def client_bench_command(json_path: Path | None, quick: bool) -> int:
-    """Entry point of ``wsprof client-bench``; returns the exit code."""
-    console = make_console()
-    try:
-        document = run_bench(quick, console)
-    except WsprofError as exc:
-        sys.stderr.write(f"wsprof: error: {exc}\n")
-        return exc.exit_code
-    except OSError as exc:
-        sys.stderr.write(f"wsprof: error: {exc}\n")
-        return 1
-    render_client_bench(document, console)
-    if json_path is not None:
-        write_json(json_path, document)
-        console.print(f"wrote {json_path}")
-    return 0

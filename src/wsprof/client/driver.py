@@ -6,12 +6,13 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 from dataclasses import replace
+from types import ModuleType
 
 from wsprof.client.base import CLIENTS, LoadConfig, LoadResult
 from wsprof.errors import WsprofError
 
 
-def _client_module(client: str):
+def _client_module(client: str) -> ModuleType:
     if client == "fast":
         from wsprof.client import fast
 

@@ -1,4 +1,4 @@
-"""The fast-path load client: Python prepares, ``wsprof._fastclient`` runs the hot loop in C.
+"""The fast-path load client: Python prepares, ``wsprof._loadclient`` runs the hot loop in C.
 
 Everything that happens once (payload encoding, the Socket.IO packet text,
 the file-descriptor limit) is done here in Python; everything that happens
@@ -8,24 +8,20 @@ stays near the kernel's price of one send plus one recv.
 
 from __future__ import annotations
 
-import resource
 from typing import Any
 
 from wsprof import fastpath
-from wsprof.client.base import LoadConfig, LoadError, LoadResult
+from wsprof.client.base import LoadConfig, LoadError, LoadResult, ensure_fd_limit
 from wsprof.errors import WsprofError
 from wsprof.payloads import get_payload
 from wsprof.protocol import socketio
 from wsprof.protocol.engineio import socketio_path
 from wsprof.protocol.websocket import OP_BINARY, OP_TEXT
 
-#: File descriptors the process needs besides one per connection (epoll, timerfd, stdio...).
-FD_HEADROOM = 64
-
 
 def require() -> None:
     """Raise FastPathUnavailable (one clear line) when the extension is not built."""
-    fastpath.load("_fastclient")
+    fastpath.load("_loadclient")
 
 
 def message_frames(config: LoadConfig) -> list[tuple[int, bytes]]:
@@ -51,24 +47,11 @@ def message_frames(config: LoadConfig) -> list[tuple[int, bytes]]:
     return [(OP_TEXT, m.encode()) if isinstance(m, str) else (OP_BINARY, m) for m in messages]
 
 
-def ensure_fd_limit(connections: int) -> None:
-    """Raise the soft RLIMIT_NOFILE to fit every connection, or say why it cannot."""
-    need = connections + FD_HEADROOM
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < need:
-        if hard != resource.RLIM_INFINITY and hard < need:
-            raise WsprofError(
-                f"{connections} connections need {need} file descriptors but the hard limit "
-                f"is {hard}: raise it (ulimit -Hn) or use fewer connections or more workers"
-            )
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
-
-
 def run(config: LoadConfig) -> LoadResult:
     """Drive ``config.url`` from this process and return the measured window."""
     require()
-    from wsprof._fastclient import LoadRun
     from wsprof._histogram import Histogram
+    from wsprof._loadclient import LoadRun
 
     ensure_fd_limit(config.connections)
     frames = message_frames(config)

@@ -5,7 +5,8 @@ plain Python on top of the sans-I/O modules, so its results (and its bugs)
 can be checked by reading. Each connection is an ``asyncio.Protocol``; bytes
 go through ``FrameParser`` and the Engine.IO/Socket.IO codecs, echoes are
 checked and matched FIFO per connection (a server answers one connection's
-messages in order).
+messages in order). It counts, times and reports what the fast client does:
+the contract is in ``LoadResult``.
 
 Closed loop: each connection keeps ``in_flight`` messages outstanding and
 latency runs from the actual send. Open loop: each connection sends on a fixed
@@ -19,15 +20,14 @@ sub-millisecond open-loop latencies.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
-import resource
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
-from urllib.parse import urlsplit
 
-from wsprof.client.base import LoadConfig, LoadError, LoadResult
+from wsprof.client.base import LoadConfig, LoadError, LoadResult, ensure_fd_limit
 from wsprof.client.histogram import PyHistogram
 from wsprof.payloads import get_payload
 from wsprof.protocol import engineio, socketio
@@ -53,11 +53,6 @@ CONNECT_CONCURRENCY = 64  # handshakes in progress at once while opening connect
 CLOSE_WAIT_S = 2.0  # how long the close handshake may take for all connections together
 
 _randbytes = random.Random().randbytes
-
-
-def _cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 class _Message:
@@ -181,8 +176,10 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.ready.done():
             self._setup_failed(f"{self.run.where} closed the connection during the {self.stage}")
+        elif not self.closing and exc is None:
+            self._end("closed_by_server", "the server closed the connection")
         elif not self.closing:
-            self._end("connection_lost")
+            self._end("connection_reset", str(exc))
         self.alive = False
         if not self.closed.done():
             self.closed.set_result(None)
@@ -208,7 +205,7 @@ class _Connection(asyncio.Protocol):
 
     def _on_raw(self, opcode: int, payload: bytes) -> None:
         if not self.pending:
-            self.run.count("unexpected_message")
+            self.run.count("unexpected_message", f"a reply to no message (opcode {opcode})")
             return
         start, _ = self.pending.popleft()
         message = self.run.message
@@ -249,7 +246,9 @@ class _Connection(asyncio.Protocol):
             self._server_closed("the server disconnected the Socket.IO namespace")
             return
         if not self.pending:
-            self.run.count("unexpected_message")
+            self.run.count(
+                "unexpected_message", f"a reply to no message (Socket.IO packet type {packet.type})"
+            )
             return
         start, ack_id = self.pending[0]
         ok = self.run.message.check(packet, ack_id)
@@ -269,16 +268,17 @@ class _Connection(asyncio.Protocol):
                 f"(code {code}{': ' + reason if reason else ''})"
             )
             return
-        self._server_closed("")
+        code, reason = parse_close_payload(payload)
+        self._server_closed(f"the server sent Close {code}{' ' + reason if reason else ''}")
         self._send_frame(OP_CLOSE, payload[:2])
         self.closing = True
         self._abort(graceful=True)
 
     def _server_closed(self, why: str) -> None:
         if not self.ready.done():
-            self._setup_failed(f"{self.run.where}: {why or 'closed'} during the {self.stage}")
+            self._setup_failed(f"{self.run.where}: {why} during the {self.stage}")
             return
-        self._end("closed_by_server")
+        self._end("closed_by_server", why)
 
     # --- sending -----------------------------------------------------------------------
 
@@ -328,24 +328,25 @@ class _Connection(asyncio.Protocol):
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         if not self.ready.done():
-            self._setup_failed(f"{self.run.where} broke the protocol: {exc}")
+            self._setup_failed(
+                f"{self.run.where} broke the protocol before the load started: {exc}"
+            )
             return
         if self.closing:  # after the window: nothing left to measure on this connection
             self._abort(graceful=False)
             return
-        self.run.note_error(str(exc))
-        self._end("protocol_error")
+        self._end("protocol_error", str(exc))
         self.closing = True
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(encode_frame(OP_CLOSE, close_payload(1002), mask=_randbytes(4)))
         self._abort(graceful=True)
 
-    def _end(self, kind: str) -> None:
+    def _end(self, kind: str, why: str) -> None:
         if self.ended:
             return
         self.ended = True
         self.alive = False
-        self.run.connection_ended(kind)
+        self.run.connection_ended(kind, why)
 
     def _abort(self, *, graceful: bool) -> None:
         if self.transport is None:
@@ -367,42 +368,46 @@ class _Run:
         self.connections: list[_Connection] = []
         self.histogram = PyHistogram()
         self.errors: dict[str, int] = {}
-        self.first_error: str | None = None
+        self.first_error: dict[str, str] = {}  # the first text of each error kind
         self.recording = False
         self.sending = False
         self.messages = 0
         self.done: asyncio.Future[None] = loop.create_future()
-        self.alive_count = 0
+        self.lost = 0  # connections lost (closed, broken) before the close handshake
+        self.lost_all = False  # every connection was lost before the window ended
 
-    def count(self, kind: str) -> None:
+    def count(self, kind: str, why: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
+        self.first_error.setdefault(kind, why)
 
-    def note_error(self, text: str) -> None:
-        if self.first_error is None:
-            self.first_error = text
+    def detail(self) -> str:
+        return "; ".join(f"{kind}: {why}" for kind, why in self.first_error.items())
 
     def completed(self, conn: _Connection, start_ns: int, ok: bool) -> None:
-        """One round trip came back on ``conn``."""
-        if self.recording:
+        """One round trip came back on ``conn``: a message if its reply passed the check."""
+        if not ok:
+            self.count("echo_mismatch", "a reply differs from the message sent")
+        elif self.recording:
             now = time.perf_counter_ns()
             self.histogram.record(max(0, now - start_ns))
             self.messages += 1
-            if not ok:
-                self.count("echo_mismatch")
             limit = self.config.max_messages
             if limit is not None and self.messages >= limit:
                 self.finish()
         if self.sending and self.config.rate is None:
             conn.send_message()
 
-    def connection_ended(self, kind: str) -> None:
-        self.count(kind)
-        self.alive_count -= 1
-        if self.alive_count <= 0:
+    def connection_ended(self, kind: str, why: str) -> None:
+        self.count(kind, why)
+        self.lost += 1
+        if self.sending and self.lost >= len(self.connections):
+            self.lost_all = True
             self.finish()
 
     def finish(self) -> None:
+        """End the window: nothing more is sent or counted as a message."""
         self.sending = False
+        self.recording = False
         if not self.done.done():
             self.done.set_result(None)
 
@@ -421,7 +426,10 @@ class _Run:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        self.alive_count = len(self.connections)
+        if self.lost:
+            raise LoadError(
+                f"a connection to {self.where} was lost before the load started ({self.detail()})"
+            )
 
     async def _connect_one(self) -> None:
         config = self.config
@@ -432,20 +440,20 @@ class _Run:
                 self.loop.create_connection(lambda: conn, config.host, config.port),
                 config.connect_timeout,
             )
-        except ConnectionRefusedError:
-            raise LoadError(f"cannot connect to {self.where}: connection refused") from None
         except TimeoutError:
             raise LoadError(
                 f"cannot connect to {self.where}: no answer within {config.connect_timeout:g} s"
             ) from None
         except OSError as exc:
-            raise LoadError(f"cannot connect to {self.where}: {exc.strerror or exc}") from None
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise LoadError(f"cannot connect to {self.where}: {why}") from None
         try:
             await asyncio.wait_for(asyncio.shield(conn.ready), config.connect_timeout)
         except TimeoutError:
             conn._abort(graceful=False)
             raise LoadError(
-                f"{self.where}: no answer to the {conn.stage} within {config.connect_timeout:g} s"
+                f"a connection to {self.where} was not ready after {config.connect_timeout:g} s "
+                f"(no answer to the {conn.stage})"
             ) from None
 
     def start_sending(self) -> list[asyncio.Task[None]]:
@@ -496,6 +504,7 @@ class _Run:
 
 async def _run(config: LoadConfig, ack: bool) -> LoadResult:
     loop = asyncio.get_running_loop()
+    ensure_fd_limit(config.connections)
     run = _Run(config, loop, ack)
     try:
         await run.connect_all()
@@ -508,24 +517,25 @@ async def _run(config: LoadConfig, ack: bool) -> LoadResult:
             await asyncio.wait([run.done], timeout=config.warmup)
         config.window_mark("start")
         run.recording = True
-        cpu0 = _cpu_s()
+        cpu0 = time.thread_time()  # the loop runs in this thread, and only the loop
         t0 = time.perf_counter()
         if not run.done.done():
             await asyncio.wait([run.done], timeout=config.duration)
         elapsed = time.perf_counter() - t0
-        cpu = _cpu_s() - cpu0
+        cpu = time.thread_time() - cpu0
         config.window_mark("end")
-        run.recording = False
         run.finish()
     finally:
         for task in senders:
             task.cancel()
         await asyncio.gather(*senders, return_exceptions=True)
         await run.close_all()
+    if run.lost_all:
+        when = f"after {run.messages} messages" if run.messages else "before any message"
+        raise LoadError(f"every connection to {run.where} was lost {when} ({run.detail()})")
     if run.messages == 0:
         kinds = ", ".join(f"{k}={n}" for k, n in sorted(run.errors.items())) or "no errors"
-        detail = f": {run.first_error}" if run.first_error else ""
-        raise LoadError(f"no round trip completed against {run.where} ({kinds}){detail}")
+        raise LoadError(f"no round trip completed against {run.where} ({kinds})")
     return LoadResult(
         client="reference",
         messages=run.messages,
@@ -544,8 +554,6 @@ def run(config: LoadConfig, *, ack: bool = False, use_uvloop: bool = False) -> L
     ``ack=True`` (socketio mode) emits ``"ack"`` events with an ack id and
     times the acknowledgements instead of ``"echo"`` events.
     """
-    if urlsplit(config.url).scheme not in ("ws", "http"):
-        raise LoadError(f"the reference client speaks ws:// only, not {config.url!r}")
     factory: Callable[[], Any] | None = None
     if use_uvloop:
         import uvloop

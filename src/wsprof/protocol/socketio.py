@@ -9,13 +9,14 @@ with ``serializer="msgpack"`` sends each packet as one msgpack map instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from wsprof.protocol.engineio import MESSAGE
-from wsprof.protocol.websocket import ProtocolError
+from wsprof.protocol.engineio import CLOSE, MESSAGE, PING, PONG
+from wsprof.protocol.websocket import OP_BINARY, OP_TEXT, ProtocolError
 
 CONNECT, DISCONNECT, EVENT, ACK, CONNECT_ERROR, BINARY_EVENT, BINARY_ACK = range(7)
 MAX_ATTACHMENTS = 1000
@@ -235,6 +236,10 @@ def encode_connect_msgpack(namespace: str = "/", auth: dict[str, Any] | None = N
     return encode_msgpack(CONNECT, auth, namespace=namespace)
 
 
+def encode_disconnect_msgpack(namespace: str = "/") -> bytes:
+    return encode_msgpack(DISCONNECT, namespace=namespace)
+
+
 def decode_msgpack(data: bytes) -> Packet:
     """Read one msgpack packet (a map with type, data, nsp and optional id)."""
     msgpack = _msgpack()
@@ -252,3 +257,57 @@ def decode_msgpack(data: bytes) -> Packet:
     if not isinstance(namespace, str) or not (ack_id is None or isinstance(ack_id, int)):
         raise SocketIOError("msgpack Socket.IO packet has a bad 'nsp' or 'id'")
     return Packet(ptype, namespace, packet.get("data"), ack_id)
+
+
+def check_connect_reply(message: str | bytes, *, msgpack: bool) -> None:
+    """Accept the server's answer to our namespace CONNECT, or raise SocketIOError saying why."""
+    packet = None
+    if isinstance(message, bytes) and msgpack:
+        with contextlib.suppress(SocketIOError):
+            packet = decode_msgpack(message)
+    elif isinstance(message, str) and message.startswith(MESSAGE):
+        with contextlib.suppress(SocketIOError):
+            packet = next(iter(PacketDecoder().feed_text(message[1:])), None)
+    if packet is not None and packet.type == CONNECT:
+        return
+    if packet is not None and packet.type == CONNECT_ERROR:
+        raise SocketIOError(f"the server refused the namespace connect: {packet.data}")
+    raise SocketIOError(f"unexpected message during the Socket.IO connect: {message[:60]!r}")
+
+
+@dataclass(frozen=True)
+class SessionBytes:
+    """What a load loop sends and recognises in a Socket.IO session, built once here.
+
+    The fast client's C loop writes no Engine.IO / Socket.IO bytes of its own:
+    it sends these and compares messages against these prefixes.
+    """
+
+    connect: tuple[int, bytes]  # (opcode, payload) that opens the default namespace
+    disconnect: tuple[int, bytes]  # sent before the WebSocket Close
+    ping: bytes  # the server's Engine.IO PING, a text message
+    pong: bytes  # the answer to it
+    ended: tuple[bytes, ...]  # text prefixes that end the session (Engine.IO CLOSE, DISCONNECT)
+    event: bytes  # text prefix of an EVENT
+    binary_event: bytes  # text prefix of a BINARY_EVENT, followed by "<attachments>-"
+    msgpack: bool  # every packet is one binary message
+
+
+def session_bytes(msgpack: bool) -> SessionBytes:
+    """The SessionBytes of a default-namespace session with the JSON or msgpack serializer."""
+    if msgpack:
+        connect = (OP_BINARY, encode_connect_msgpack())
+        disconnect = (OP_BINARY, encode_disconnect_msgpack())
+    else:
+        connect = (OP_TEXT, encode_connect().encode())
+        disconnect = (OP_TEXT, encode_disconnect().encode())
+    return SessionBytes(
+        connect=connect,
+        disconnect=disconnect,
+        ping=PING.encode(),
+        pong=PONG.encode(),
+        ended=(CLOSE.encode(), f"{MESSAGE}{DISCONNECT}".encode()),
+        event=f"{MESSAGE}{EVENT}".encode(),
+        binary_event=f"{MESSAGE}{BINARY_EVENT}".encode(),
+        msgpack=msgpack,
+    )

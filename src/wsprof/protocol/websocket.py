@@ -2,8 +2,9 @@
 
 Nothing here touches a socket, so the same code is measured in the
 microbenchmarks, driven by the reference load client and checked byte for byte
-in tests. The Cython fast path (``wsprof._fastclient``) mirrors ``FrameParser``
-and ``encode_frame`` with the same behaviour and the same error messages.
+in tests. The Cython frame layer (``wsprof._frames``) mirrors ``FrameParser``
+and ``encode_frame`` with the same behaviour; both take their error texts from
+``FRAME_ERRORS`` here, indexed by the same codes.
 """
 
 from __future__ import annotations
@@ -17,12 +18,49 @@ DATA_OPCODES = frozenset((OP_CONT, OP_TEXT, OP_BINARY))
 CONTROL_OPCODES = frozenset((OP_CLOSE, OP_PING, OP_PONG))
 MAX_CONTROL_PAYLOAD = 125
 MAX_HANDSHAKE_BYTES = 64 * 1024
+#: The largest message a parser accepts unless told otherwise.
 MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
+# Frame-layer error codes; ext/wsprof/_frames.pxd declares the same numbers as a cdef enum.
+(
+    E_RSV,
+    E_FRAG_CTRL,
+    E_OPCODE,
+    E_MASKED,
+    E_UNMASKED,
+    E_CONT,
+    E_NEWDATA,
+    E_HIGHBIT,
+    E_CTRL_LEN,
+    E_TOO_BIG,
+    E_UTF8,
+    E_NOMEM,
+) = range(1, 13)
+FRAME_ERRORS = {
+    E_RSV: "frame with reserved bits set",
+    E_FRAG_CTRL: "fragmented control frame",
+    E_OPCODE: "unknown opcode 0x{arg:x}",
+    E_MASKED: "masked frame from server",
+    E_UNMASKED: "unmasked frame from client",
+    E_CONT: "continuation without a start frame",
+    E_NEWDATA: "new data frame during a fragmented message",
+    E_HIGHBIT: "frame length with the high bit set",
+    E_CTRL_LEN: "control frame of {arg} bytes exceeds the 125-byte limit",
+    E_TOO_BIG: "message of {arg} bytes exceeds the {limit}-byte limit",
+    E_UTF8: "invalid UTF-8 in text message",
+    E_NOMEM: "out of memory reassembling a {arg}-byte message",
+}
+
+
 class ProtocolError(Exception):
     """The peer broke the protocol; the message says exactly how."""
+
+
+def frame_error(code: int, arg: int = 0, limit: int = 0) -> ProtocolError:
+    """The ProtocolError for frame-layer error ``code`` (shared with the Cython parser)."""
+    return ProtocolError(FRAME_ERRORS[code].format(arg=arg, limit=limit))
 
 
 class HandshakeError(Exception):
@@ -92,6 +130,27 @@ def parse_handshake_response(data: bytes, key: str) -> int | None:
     return end + 4
 
 
+#: What a server answers to an upgrade request without a Sec-WebSocket-Key.
+BAD_REQUEST_RESPONSE = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+
+
+def request_key(head: bytes) -> str | None:
+    """The Sec-WebSocket-Key of a client's request header block, None if it has none."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"sec-websocket-key":
+            return value.strip().decode("latin-1")
+    return None
+
+
+def build_handshake_response(key: str) -> bytes:
+    """A server's 101 answer to the request made with ``key``."""
+    return (
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n"
+    ).encode("ascii")
+
+
 def apply_mask(data: bytes, mask: bytes) -> bytes:
     """XOR ``data`` with the repeated 4-byte ``mask``, as one big-integer XOR.
 
@@ -145,7 +204,7 @@ class FrameParser:
     """
 
     def __init__(
-        self, max_message_size: int = 16 * 1024 * 1024, *, expect_masked: bool = False
+        self, max_message_size: int = MAX_MESSAGE_SIZE, *, expect_masked: bool = False
     ) -> None:
         self.max_message_size = max_message_size
         self.expect_masked = expect_masked
@@ -183,24 +242,24 @@ class FrameParser:
             b0 = buf[pos]
             b1 = buf[pos + 1]
             if b0 & 0x70:
-                raise ProtocolError("frame with reserved bits set")
+                raise frame_error(E_RSV)
             opcode = b0 & 0x0F
             fin = b0 & 0x80
             if opcode in CONTROL_OPCODES:
                 if not fin:
-                    raise ProtocolError("fragmented control frame")
+                    raise frame_error(E_FRAG_CTRL)
             elif opcode not in DATA_OPCODES:
-                raise ProtocolError(f"unknown opcode 0x{opcode:x}")
+                raise frame_error(E_OPCODE, opcode)
             masked = b1 & 0x80
             if masked and not self.expect_masked:
-                raise ProtocolError("masked frame from server")
+                raise frame_error(E_MASKED)
             if not masked and self.expect_masked:
-                raise ProtocolError("unmasked frame from client")
+                raise frame_error(E_UNMASKED)
             if opcode == OP_CONT:
                 if self._frag_opcode is None:
-                    raise ProtocolError("continuation without a start frame")
+                    raise frame_error(E_CONT)
             elif opcode in DATA_OPCODES and self._frag_opcode is not None:
-                raise ProtocolError("new data frame during a fragmented message")
+                raise frame_error(E_NEWDATA)
             length = b1 & 0x7F
             hlen = 2
             if length == 126:
@@ -214,17 +273,12 @@ class FrameParser:
                 length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
                 hlen = 10
                 if length >> 63:
-                    raise ProtocolError("frame length with the high bit set")
+                    raise frame_error(E_HIGHBIT)
             if opcode in CONTROL_OPCODES:
                 if length > MAX_CONTROL_PAYLOAD:
-                    raise ProtocolError(
-                        f"control frame of {length} bytes exceeds the 125-byte limit"
-                    )
+                    raise frame_error(E_CTRL_LEN, length)
             elif self._frag_size + length > self.max_message_size:
-                raise ProtocolError(
-                    f"message of {self._frag_size + length} bytes exceeds the "
-                    f"{self.max_message_size}-byte limit"
-                )
+                raise frame_error(E_TOO_BIG, self._frag_size + length, self.max_message_size)
             if masked:
                 hlen += 4
             end = pos + hlen + length
@@ -260,7 +314,7 @@ def _complete(opcode: int, payload: bytes) -> tuple[int, bytes]:
         try:
             payload.decode("utf-8")
         except UnicodeDecodeError:
-            raise ProtocolError("invalid UTF-8 in text message") from None
+            raise frame_error(E_UTF8) from None
     return opcode, payload
 
 

@@ -3,20 +3,23 @@
 `wsprof scenario`, `wsprof profile` and `wsprof attribute` all end with the
 same files beside a py-spy folded recording (an SVG flamegraph coloured by
 layer, a speedscope profile); writing them through one function keeps their
-names, titles and formats the same everywhere.
+names, titles and formats the same everywhere. A scenario adds differential
+flamegraphs and its JSON result (:func:`write_scenario_outputs`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from wsprof.errors import WsprofError
-from wsprof.profiling.flamegraph import write_flamegraph
+from wsprof.profiling.flamegraph import write_diff_flamegraph, write_flamegraph
 from wsprof.profiling.folded import Stack
 from wsprof.profiling.layers import RuleSet
 from wsprof.profiling.speedscope import write_speedscope
+from wsprof.report.jsonout import write_json
 
 
 @dataclass(frozen=True)
@@ -50,3 +53,65 @@ def write_profile_artifacts(
     except OSError as exc:
         raise WsprofError(f"cannot write beside {folded}: {exc.strerror or exc}") from exc
     return artifacts
+
+
+@dataclass(frozen=True)
+class ScenarioArtifacts:
+    """Every file one scenario run wrote, by variant name where it is a variant's."""
+
+    profiles: dict[str, ProfileArtifacts]
+    diffs: dict[str, Path]  # each profiled variant against the first one
+    json: Path | None
+
+
+def write_scenario_outputs(
+    result: dict[str, Any],
+    stacks: Mapping[str, Sequence[Stack]],
+    *,
+    rules: RuleSet,
+    json_path: Path | None = None,
+) -> ScenarioArtifacts:
+    """Write a scenario's flamegraphs, speedscope profiles and diffs, then its JSON.
+
+    ``result`` is analysis' wsprof.scenario/1 document; each profiled variant's
+    ``flamegraphs`` entry (its folded file) gains the paths written here, so the
+    JSON written last names every file.
+    """
+    scenario = result["scenario"]
+    profiles: dict[str, ProfileArtifacts] = {}
+    for v in result["variants"]:
+        if "flamegraphs" not in v:
+            continue
+        artifacts = write_profile_artifacts(
+            stacks[v["name"]],
+            Path(v["flamegraphs"]["folded"]),
+            title=f"{scenario}: {v['name']}",
+            rules=rules,
+        )
+        v["flamegraphs"].update(artifacts.as_json())
+        profiles[v["name"]] = artifacts
+    diffs: dict[str, Path] = {}
+    base, *others = result["variants"]
+    for v in others:
+        if "flamegraphs" not in v or "flamegraphs" not in base:
+            continue
+        out = profiles[base["name"]].folded.parent / f"{v['name']}.vs.{base['name']}.diff.svg"
+        try:
+            write_diff_flamegraph(
+                stacks[base["name"]],
+                stacks[v["name"]],
+                out,
+                messages_a=base["profiled_messages"],
+                messages_b=v["profiled_messages"],
+                title=f"{scenario}: {v['name']} vs {base['name']} (per message)",
+            )
+        except OSError as exc:
+            raise WsprofError(f"cannot write {out}: {exc.strerror or exc}") from exc
+        v["flamegraphs"]["diff_svg"] = str(out)
+        diffs[v["name"]] = out
+    if json_path is not None:
+        try:
+            write_json(json_path, result)
+        except OSError as exc:
+            raise WsprofError(f"cannot write {json_path}: {exc.strerror or exc}") from exc
+    return ScenarioArtifacts(profiles, diffs, json_path)

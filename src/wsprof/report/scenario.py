@@ -7,18 +7,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-LAYER_ORDER = (
-    "json",
-    "socketio-framing",
-    "socketio-dispatch",
-    "websocket-protocol",
-    "server-framework",
-    "event-loop",
-    "greenlet-switching",
-    "kernel-io",
-    "application",
-    "other",
-)
+
+def layer_names(variants: list[dict[str, Any]]) -> list[str]:
+    """Every layer of the variants, in the order of the rules that charged them.
+
+    Attribution lists a rule set's layers in its order (user-added layers
+    included), so the union in first-seen order is that order.
+    """
+    names: dict[str, None] = {}
+    for v in variants:
+        names.update(dict.fromkeys(v.get("layers") or {}))
+    return list(names)
 
 
 def _pm(summary: dict[str, Any] | None, fmt: str) -> str:
@@ -101,7 +100,7 @@ def _layer_table(doc: dict[str, Any]) -> Table | None:
     if len(profiled) > 1:
         for v in profiled[1:]:
             table.add_column(f"Δ {v['name']}", justify="right")
-    for layer in LAYER_ORDER:
+    for layer in layer_names(profiled):
         row = [layer]
         for v in profiled:
             entry = v["layers"].get(layer, {"us_per_msg": 0.0, "share": 0.0})

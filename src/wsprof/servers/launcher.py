@@ -26,6 +26,8 @@ from typing import IO
 import psutil
 
 from wsprof.errors import MeasurementError
+from wsprof.protocol import socketio
+from wsprof.protocol.websocket import ProtocolError
 from wsprof.servers.serve import EXIT_BAD_ARGS, EXIT_BIND_FAILED, PARENT_PID_ENV, READY_PREFIX
 from wsprof.servers.stacks import (
     STACKS,
@@ -240,20 +242,15 @@ class ServerProcess:
 
     def _socketio_connect_packet(self) -> str | bytes:
         if self.serializer == "msgpack":
-            import msgpack
-
-            return msgpack.packb({"type": 0, "nsp": "/"})
-        return "40"
+            return socketio.encode_connect_msgpack()
+        return socketio.encode_connect()
 
     def _is_socketio_connect_reply(self, reply: str | bytes) -> bool:
-        if self.serializer == "msgpack":
-            import msgpack
-
-            if not isinstance(reply, bytes):
-                return False
-            decoded = msgpack.unpackb(reply)
-            return isinstance(decoded, dict) and decoded.get("type") == 0
-        return isinstance(reply, str) and reply.startswith("40{")
+        try:
+            socketio.check_connect_reply(reply, msgpack=self.serializer == "msgpack")
+        except ProtocolError:
+            return False
+        return True
 
     # ----------------------------------------------------------- watching
 

@@ -6,28 +6,33 @@ event + one json.dumps of the outgoing one). Attribution measures it inside the
 real server. Both are reported with their ratio; a large disagreement is a
 finding (hidden work, or a model of the message path that is wrong), not
 something to tune away.
+
+This module is pure (models and arithmetic); `wsprof.scenario.predict` runs
+the micro rows.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from wsprof.micro.harness import predict_ns
 from wsprof.payloads import get_payload
 
 Row = tuple[str, str, str, str | None]
+"""One `wsprof micro` row: (layer, case, variant, payload)."""
 
 JSON_VARIANT = {"json": "json", "orjson": "orjson", "msgpack": "msgpack"}
 
 
-def _models(stack: str, options: dict[str, str], payload: str) -> list[dict[str, Any]]:
+def models(stack: str, options: dict[str, str], payload: str) -> list[dict[str, Any]]:
     """The micro rows that predict each layer's cost per echoed message for this variant."""
-    models: list[dict[str, Any]] = []
+    found: list[dict[str, Any]] = []
     is_json_payload = not get_payload(payload).is_binary
     if stack.startswith("socketio-"):
         serializer = options.get("serializer", "json")
         if is_json_payload:
             variant = JSON_VARIANT[serializer]
-            models.append(
+            found.append(
                 {
                     "layer": "json",
                     "plus": [
@@ -39,7 +44,7 @@ def _models(stack: str, options: dict[str, str], payload: str) -> list[dict[str,
                 }
             )
         if serializer == "json" and is_json_payload:
-            models.append(
+            found.append(
                 {
                     "layer": "socketio-framing",
                     "plus": [
@@ -68,7 +73,7 @@ def _models(stack: str, options: dict[str, str], payload: str) -> list[dict[str,
     )
     if stack in ("starlette-raw", "websockets-raw", "socketio-asgi"):
         loop = options.get("loop", "uvloop")
-        models.append(
+        found.append(
             {
                 "layer": "event-loop",
                 "plus": [("asyncio", "handoff", loop, None)] * handoffs,
@@ -78,7 +83,7 @@ def _models(stack: str, options: dict[str, str], payload: str) -> list[dict[str,
         )
     if stack in ("socketio-eventlet", "socketio-gevent"):
         hub = stack.removeprefix("socketio-")
-        models.append(
+        found.append(
             {
                 "layer": "greenlet-switching",
                 "plus": [("greenlet", "handoff", hub, None)] * handoffs,
@@ -86,30 +91,18 @@ def _models(stack: str, options: dict[str, str], payload: str) -> list[dict[str,
                 "basis": f"{handoffs} {hub} green-thread handoff(s) ({why})",
             }
         )
-    return models
+    return found
 
 
 def needed_rows(variants: list[tuple[str, dict[str, str]]], payload: str) -> list[Row]:
+    """Every micro row the variants' models use, each once, in first-use order."""
     rows: list[Row] = []
     for stack, options in variants:
-        for model in _models(stack, options, payload):
+        for model in models(stack, options, payload):
             for row in model["plus"] + model["minus"]:
                 if row not in rows:
                     rows.append(row)
     return rows
-
-
-def measure_predictions(rows: list[Row], quick: bool = False) -> list[dict[str, Any]]:
-    """Run the needed micro rows, one at a time, with the servers already stopped."""
-    from dataclasses import replace
-
-    from wsprof.micro.catalog import Row as MicroRow
-    from wsprof.micro.harness import CLOSURE, run_rows
-
-    if not rows:
-        return []
-    settings = replace(CLOSURE, processes=1) if quick else CLOSURE
-    return run_rows([MicroRow(*row) for row in rows], settings)
 
 
 def closure_entries(
@@ -119,10 +112,9 @@ def closure_entries(
     layers: dict[str, dict[str, float]],
     micro: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    from wsprof.micro.harness import predict_ns
-
+    """Attributed against predicted µs/message per modelled layer; rows ``micro`` lacks are skipped."""
     entries = []
-    for model in _models(stack, options, payload):
+    for model in models(stack, options, payload):
         plus = predict_ns(micro, model["plus"])
         minus = predict_ns(micro, model["minus"]) if model["minus"] else 0.0
         if plus is None or minus is None:

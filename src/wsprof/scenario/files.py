@@ -59,10 +59,11 @@ def _shipped_dir() -> Path:
     packaged = Path(str(resources.files("wsprof"))) / "scenarios"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parents[2] / "scenarios"
+    return Path(__file__).resolve().parents[3] / "scenarios"
 
 
 def shipped_scenarios() -> dict[str, Path]:
+    """The scenario files wsprof ships, by name (the file's stem)."""
     return {p.stem: p for p in sorted(_shipped_dir().glob("*.toml"))}
 
 
@@ -141,14 +142,15 @@ def parse_scenario(text: str, source: str) -> Scenario:
         port = raw.get("port", 0)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise _bad(source, f"{where}.port", "must be an integer from 0 to 65535")
+        name = raw.get("name", raw["stack"])
+        if not isinstance(name, str) or not name:
+            raise _bad(source, f"{where}.name", "must be a non-empty string")
         options = {k: str(v) for k, v in dict(raw.get("options", {})).items()}
         try:
             validate_options(raw["stack"], options)
         except ValueError as exc:
             raise _bad(source, f"{where}.stack/options", str(exc)) from None
-        variants.append(
-            Variant(raw.get("name", raw["stack"]), raw["stack"], options, raw.get("claim"), port)
-        )
+        variants.append(Variant(name, raw["stack"], options, raw.get("claim"), port))
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise _bad(source, "variants", f"variant names must be unique, got {names}")
@@ -173,6 +175,7 @@ def load_scenario(name_or_path: str) -> Scenario:
     shipped = shipped_scenarios()
     if name_or_path not in shipped:
         raise WsprofError(
-            f"unknown scenario {name_or_path!r} (valid: {', '.join(shipped)}; or a path to a .toml file)"
+            f"unknown scenario {name_or_path!r} "
+            f"(valid: {', '.join(shipped)}; or a path to a .toml file)"
         )
     return parse_scenario(shipped[name_or_path].read_text(), str(shipped[name_or_path]))

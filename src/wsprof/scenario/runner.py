@@ -1,4 +1,4 @@
-"""Run a scenario: start each variant's server, measure clean windows, profile, attribute.
+"""Run a scenario: start each variant's server, measure clean windows, profile; return the record.
 
 Order of work, chosen for honest figures on a small shared machine:
 1. every variant's server is started (pinned to its own core) and kept up;
@@ -9,12 +9,14 @@ Order of work, chosen for honest figures on a small shared machine:
    round-robin the same way;
 4. a separate profiled window per variant (py-spy), never mixed with the
    clean figures; its throughput over the clean one is the profiler overhead.
+
+The runner only measures: it returns a :class:`ScenarioRecord` and reports
+progress through a callback; analysis and presentation happen elsewhere.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -23,59 +25,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
 from wsprof import fastpath, stats
 from wsprof.client.base import LoadConfig, LoadError
 from wsprof.client.driver import run_load
-from wsprof.client.histogram import PyHistogram, latency_summary_us
-from wsprof.errors import MeasurementError, WsprofError
-from wsprof.report.console import make_console
-from wsprof.report.jsonout import write_json
-from wsprof.scenarios import LoadPlan, Scenario, Variant, load_scenario, shipped_scenarios
+from wsprof.env import environment
+from wsprof.errors import MeasurementError
+from wsprof.scenario.closure import needed_rows
+from wsprof.scenario.files import LoadPlan, Scenario, Variant
+from wsprof.scenario.record import ScenarioRecord, VariantRun, Window
 from wsprof.servers.launcher import ServerFailed, ServerProcess
 
-SCHEMA = "wsprof.scenario/1"
-
-
-@dataclass
-class Window:
-    """One load window against one server, with the server's CPU over exactly that window."""
-
-    kind: str  # capacity | latency | profile
-    messages: int
-    elapsed_s: float
-    server_cpu_s: float
-    client_cpu_us_per_msg: float
-    client_busy: float
-    client_bound: bool
-    errors: dict[str, int]
-    histogram: dict[str, Any]
-
-    @property
-    def msgs_per_s(self) -> float:
-        return self.messages / self.elapsed_s if self.elapsed_s else 0.0
-
-    @property
-    def server_cpu_us_per_msg(self) -> float:
-        return self.server_cpu_s * 1e6 / self.messages if self.messages else 0.0
-
-
-@dataclass
-class VariantRun:
-    variant: Variant
-    server: ServerProcess | None = None
-    capacity: list[Window] = field(default_factory=list)
-    latency: list[Window] = field(default_factory=list)
-    profiled: Window | None = None
-    folded: Path | None = None
-    rss_bytes: int = 0
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
+Progress = Callable[[str, int, int], None]
+"""Called as each step starts: (what, steps done, steps in all)."""
 
 
 def packet_format(serializer: str) -> str:
@@ -91,7 +52,39 @@ def _pinning() -> tuple[int | None, list[int] | None]:
     return None, None
 
 
+@dataclass
+class LiveVariant:
+    """One variant while it is being measured: its server and the windows so far."""
+
+    variant: Variant
+    server: ServerProcess | None = None
+    capacity: list[Window] = field(default_factory=list)
+    latency: list[Window] = field(default_factory=list)
+    profiled: Window | None = None
+    folded: Path | None = None
+    rss_bytes: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def freeze(self) -> VariantRun:
+        return VariantRun(
+            variant=self.variant,
+            server_options=self.server.options if self.server is not None else None,
+            capacity=tuple(self.capacity),
+            latency=tuple(self.latency),
+            profiled=self.profiled,
+            folded=None if self.folded is None else str(self.folded),
+            rss_bytes=self.rss_bytes,
+            error=self.error,
+        )
+
+
 class ScenarioRunner:
+    """Measures one scenario; :meth:`run` returns its record."""
+
     def __init__(
         self,
         scenario: Scenario,
@@ -103,7 +96,7 @@ class ScenarioRunner:
         native: bool = False,
         rules: Path | None = None,
         repeats: int | None = None,
-        console: Console | None = None,
+        on_progress: Progress | None = None,
     ) -> None:
         self.scenario = scenario
         self.quick = quick
@@ -113,24 +106,34 @@ class ScenarioRunner:
         self.rate_hz = rate_hz or self.plan.profile_rate_hz
         self.native = native
         self.rules = rules
-        self.console = console or Console(stderr=True)
-        self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        self.out_dir = Path(out_dir) / scenario.name / self.run_id
+        self.on_progress = on_progress
+        run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self.out_dir = Path(out_dir) / scenario.name / run_id
         self.server_cpu, self.client_cpus = _pinning()
-        self.client = "fast" if fastpath.available("_fastclient") else "reference"
-        self.runs = [VariantRun(v) for v in scenario.variants]
+        self.client = "fast" if fastpath.available("_loadclient") else "reference"
+        self.runs = [LiveVariant(v) for v in scenario.variants]
         self.latency_rate: float | None = None
         self.profiler_note: str | None = None
         self.micro_results: list[dict[str, Any]] = []
         self.closure_note: str | None = None
         self.floor_us: float | None = None
         self._pyspy: Any = None  # the py-spy module once it is known to work here
+        n = len(self.runs)
+        self._steps = n * (1 + 2 * self.plan.repeats + (1 if profile else 0)) + (
+            1 if profile else 0
+        )
+        self._done = 0
+
+    def _advance(self, description: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(description, self._done, self._steps)
+        self._done += 1
 
     # -- windows ---------------------------------------------------------------
 
     def _window(
         self,
-        run: VariantRun,
+        run: LiveVariant,
         kind: str,
         duration: float,
         rate: float | None,
@@ -174,12 +177,20 @@ class ScenarioRunner:
             histogram=result.histogram,
         )
 
-    def _guarded(self, run: VariantRun, step: Callable[[], None]) -> None:
+    def _capacity_window(self, run: LiveVariant) -> None:
+        run.capacity.append(self._window(run, "capacity", self.plan.capacity_window_s, None))
+
+    def _latency_window(self, run: LiveVariant) -> None:
+        run.latency.append(
+            self._window(run, "latency", self.plan.latency_window_s, self.latency_rate)
+        )
+
+    def _guarded(self, run: LiveVariant, step: Callable[[LiveVariant], None]) -> None:
         """Run one step; a server or client failure ends this variant, not the scenario."""
         if not run.ok:
             return
         try:
-            step()
+            step(run)
         except (ServerFailed, LoadError, MeasurementError) as exc:
             run.error = str(exc)
             if run.server is not None:
@@ -191,9 +202,9 @@ class ScenarioRunner:
 
     # -- phases ----------------------------------------------------------------
 
-    def _start_servers(self, stack: ExitStack, advance: Callable[[str], None]) -> None:
+    def _start_servers(self, stack: ExitStack) -> None:
         for run in self.runs:
-            advance(f"starting {run.variant.name}")
+            self._advance(f"starting {run.variant.name}")
             server = ServerProcess(
                 run.variant.stack, run.variant.options, port=run.variant.port, cpu=self.server_cpu
             )
@@ -203,7 +214,7 @@ class ScenarioRunner:
             except ServerFailed as exc:
                 run.error = f"server failed to start: {exc}"
 
-    def _capacity(self, advance: Callable[[str], None]) -> None:
+    def _capacity(self) -> None:
         """Closed-loop windows, round-robin; the last round pairs each with a profiled window.
 
         The profiled window runs right after the same variant's last clean window,
@@ -213,16 +224,11 @@ class ScenarioRunner:
         for r in range(self.plan.repeats):
             last = r == self.plan.repeats - 1
             for run in self.runs:
-                advance(f"capacity {run.variant.name} ({r + 1}/{self.plan.repeats})")
-                self._guarded(
-                    run,
-                    lambda run=run: run.capacity.append(
-                        self._window(run, "capacity", self.plan.capacity_window_s, None)
-                    ),
-                )
+                self._advance(f"capacity {run.variant.name} ({r + 1}/{self.plan.repeats})")
+                self._guarded(run, self._capacity_window)
                 if last and self._pyspy is not None:
-                    advance(f"profiling {run.variant.name} (py-spy at {self.rate_hz} Hz)")
-                    self._guarded(run, lambda run=run: self._profile_one(run))
+                    self._advance(f"profiling {run.variant.name} (py-spy at {self.rate_hz} Hz)")
+                    self._guarded(run, self._profile_one)
 
     def _choose_rate(self) -> None:
         if self.plan.latency_rate != "auto":
@@ -234,20 +240,17 @@ class ScenarioRunner:
         if capacities:
             self.latency_rate = max(1.0, round(self.plan.latency_load * min(capacities)))
 
-    def _latency(self, advance: Callable[[str], None]) -> None:
-        if self.latency_rate is None:
+    def _latency(self) -> None:
+        rate = self.latency_rate
+        if rate is None:
             return
         for r in range(self.plan.repeats):
             for run in self.runs:
-                advance(
-                    f"latency {run.variant.name} at {self.latency_rate:,.0f} msgs/s ({r + 1}/{self.plan.repeats})"
+                self._advance(
+                    f"latency {run.variant.name} at {rate:,.0f} msgs/s "
+                    f"({r + 1}/{self.plan.repeats})"
                 )
-                self._guarded(
-                    run,
-                    lambda run=run: run.latency.append(
-                        self._window(run, "latency", self.plan.latency_window_s, self.latency_rate)
-                    ),
-                )
+                self._guarded(run, self._latency_window)
 
     def _check_profiler(self) -> None:
         """py-spy must be able to attach; if not, say why and measure without it."""
@@ -261,12 +264,13 @@ class ScenarioRunner:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._pyspy = pyspy
 
-    def _profile_one(self, run: VariantRun) -> None:
+    def _profile_one(self, run: LiveVariant) -> None:
         # py-spy runs --nonblocking (it reads the server's memory without pausing it:
         # a paused server loses throughput, which would be the profiler's, not the
         # stack's), started from the client's thread so it shares the client's core.
         pyspy = self._pyspy
-        assert run.server is not None and pyspy is not None
+        server = run.server
+        assert server is not None and pyspy is not None
         folded = self.out_dir / f"{run.variant.name}.folded"
         recorders: list[Any] = []
 
@@ -274,7 +278,7 @@ class ScenarioRunner:
             if name == "start":
                 recorders.append(
                     pyspy.Recorder(
-                        run.server.pid,
+                        server.pid,
                         folded,
                         duration=self.plan.profile_window_s,
                         rate=self.rate_hz,
@@ -295,13 +299,15 @@ class ScenarioRunner:
             for recorder in recorders:
                 recorder.stop()
 
-    def _predict(self, advance: Callable[[str], None]) -> None:
+    def _predict(self) -> None:
         """Micro predictions for the closure check, and the client+kernel floor."""
-        from wsprof.closure import measure_predictions, needed_rows
+        from wsprof.scenario.predict import measure_predictions
 
-        advance("closure: micro predictions and the loopback floor")
+        self._advance("closure: micro predictions and the loopback floor")
         variants = [
-            (run.variant.stack, run.server.options) for run in self.runs if run.ok and run.server
+            (run.variant.stack, run.server.options)
+            for run in self.runs
+            if run.ok and run.server is not None
         ]
         try:
             self.micro_results = measure_predictions(
@@ -309,7 +315,7 @@ class ScenarioRunner:
             )
         except MeasurementError as exc:
             self.closure_note = f"closure unavailable: {exc}"
-        if fastpath.available("_fastclient"):
+        if fastpath.available("_loadclient"):
             from wsprof.client.bench import measure_floor_us
 
             cpu = self.client_cpus[0] if self.client_cpus else None
@@ -317,107 +323,50 @@ class ScenarioRunner:
 
     # -- the whole run ----------------------------------------------------------
 
-    def run(self) -> dict[str, Any]:
-        n = len(self.runs)
-        total = n * (1 + 2 * self.plan.repeats + (1 if self.profile else 0)) + (
-            1 if self.profile else 0
-        )
-        with (
-            ExitStack() as stack,
-            Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                TextColumn("{task.completed}/{task.total}"),
-                TimeElapsedColumn(),
-                console=self.console,
-                transient=True,
-            ) as progress,
-        ):
-            task = progress.add_task(f"{self.scenario.name}", total=total)
-            started = {"first": True}
-
-            def advance(description: str) -> None:
-                if not started["first"]:
-                    progress.advance(task)
-                started["first"] = False
-                progress.update(task, description=f"{self.scenario.name}: {description}")
-
+    def run(self) -> ScenarioRecord:
+        """Measure every variant (servers are always stopped on the way out)."""
+        started = time.monotonic()
+        with ExitStack() as stack:
             if self.profile:
                 self._check_profiler()
-            self._start_servers(stack, advance)
-            self._capacity(advance)
+            self._start_servers(stack)
+            self._capacity()
             self._choose_rate()
-            self._latency(advance)
+            self._latency()
             for run in self.runs:
                 if run.server is not None:
                     run.server.stop()
             if self.profile and self.profiler_note is None:
-                self._predict(advance)
-            progress.update(task, completed=total)
-        from wsprof.analysis import build_document
+                self._predict()
+        if self.on_progress is not None:
+            self.on_progress("done", self._steps, self._steps)
+        return self._record(time.monotonic() - started)
 
-        return build_document(self)
-
-
-def scenario_command(
-    name: str,
-    *,
-    quick: bool,
-    json_path: Path | None,
-    out_dir: Path,
-    profile: bool,
-    rate_hz: int | None,
-    native: bool,
-    rules: Path | None,
-    repeats: int | None,
-) -> int:
-    from wsprof.report.scenario import render_scenario
-
-    scenario = load_scenario(name)
-    if rules is not None and not rules.is_file():
-        raise WsprofError(f"rules file {str(rules)!r} does not exist")
-    console = make_console()
-    started = time.monotonic()
-    runner = ScenarioRunner(
-        scenario,
-        quick=quick,
-        out_dir=out_dir,
-        profile=profile,
-        rate_hz=rate_hz,
-        native=native,
-        rules=rules,
-        repeats=repeats,
-    )
-    document = runner.run()
-    document["wall_time_s"] = round(time.monotonic() - started, 1)
-    render_scenario(document, console)
-    if json_path is not None:
-        write_json(json_path, document)
-        console.print(f"wrote {json_path}")
-    if not document["complete"]:
-        failed = [v for v in document["variants"] if v["status"] != "ok"]
-        for v in failed:
-            print(f"wsprof: error: variant {v['name']}: {v['error']}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def list_scenarios_command() -> int:
-    from rich.table import Table
-
-    table = Table(title="wsprof scenarios (run: wsprof scenario NAME)")
-    table.add_column("name", style="bold")
-    table.add_column("variants")
-    table.add_column("description")
-    for name, path in shipped_scenarios().items():
-        scenario = load_scenario(str(path))
-        table.add_row(name, ", ".join(v.name for v in scenario.variants), scenario.description)
-    make_console().print(table)
-    return 0
-
-
-def merged_latency(windows: list[Window]) -> dict[str, float]:
-    hist = PyHistogram()
-    for w in windows:
-        hist.merge(w.histogram)
-    return latency_summary_us(hist)
+    def _record(self, wall_time_s: float) -> ScenarioRecord:
+        scenario = self.scenario
+        return ScenarioRecord(
+            scenario=scenario.name,
+            description=scenario.description,
+            question=scenario.question,
+            source=scenario.source,
+            quick=self.quick,
+            plan=self.plan,
+            client=self.client,
+            server_cpu=self.server_cpu,
+            client_cpus=None if self.client_cpus is None else tuple(self.client_cpus),
+            profile=self.profile,
+            profiler_note=self.profiler_note,
+            rate_hz=self.rate_hz,
+            native=self.native,
+            rules=None if self.rules is None else str(self.rules),
+            out_dir=str(self.out_dir),
+            env=environment(
+                server_cpu=self.server_cpu, client_cpus=self.client_cpus, client=self.client
+            ),
+            runs=tuple(run.freeze() for run in self.runs),
+            latency_rate=self.latency_rate,
+            micro_results=tuple(self.micro_results),
+            closure_note=self.closure_note,
+            floor_us=self.floor_us,
+            wall_time_s=round(wall_time_s, 1),
+        )

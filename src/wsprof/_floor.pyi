@@ -1,0 +1,3 @@
+def measure_floor(
+    payload_len: int = 128, iterations: int = 200000, max_seconds: float = 2.0
+) -> dict[str, float]: ...

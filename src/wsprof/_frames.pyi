@@ -1,0 +1,13 @@
+from wsprof.protocol.websocket import ProtocolError as ProtocolError
+
+def encode_frame(
+    opcode: int, payload: bytes, *, fin: bool = True, mask: bytes | None = None
+) -> bytes: ...
+
+class FrameParser:
+    max_message_size: int
+    expect_masked: bool
+    def __init__(self, max_message_size: int = ..., *, expect_masked: bool = False) -> None: ...
+    @property
+    def failed(self) -> bool: ...
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]: ...

@@ -1,0 +1,25 @@
+"""`wsprof client-bench`: measure (client/bench.py), then present (report/client_bench.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+from wsprof.client.bench import run_bench
+from wsprof.errors import MeasurementError
+from wsprof.report.client_bench import render_client_bench
+from wsprof.report.console import make_console
+from wsprof.report.jsonout import write_json
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the bench (``args.quick``), print it, write ``args.json`` if given."""
+    console = make_console()
+    try:
+        document = run_bench(args.quick, console)
+    except OSError as exc:
+        raise MeasurementError(str(exc)) from None
+    render_client_bench(document, console)
+    if args.json is not None:
+        write_json(args.json, document)
+        console.print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,92 @@
+"""`wsprof scenario NAME` and `wsprof scenarios`: load -> record -> analyse -> outputs -> render."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from wsprof.profiling.folded import Stack, read_folded
+from wsprof.profiling.layers import load_rules
+from wsprof.report.console import make_console
+from wsprof.report.outputs import write_scenario_outputs
+from wsprof.report.scenario import render_scenario
+from wsprof.scenario.analysis import analyse, profiled_runs
+from wsprof.scenario.files import load_scenario, shipped_scenarios
+from wsprof.scenario.record import ScenarioRecord
+from wsprof.scenario.runner import Progress as OnProgress
+from wsprof.scenario.runner import ScenarioRunner
+
+
+@contextmanager
+def _progress_bar(name: str) -> Iterator[OnProgress]:
+    """A transient bar on stderr, fed by the runner's progress callback."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=make_console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task(name, total=None)
+
+        def on_progress(what: str, done: int, total: int) -> None:
+            progress.update(task, description=f"{name}: {what}", completed=done, total=total)
+
+        yield on_progress
+
+
+def _stacks(record: ScenarioRecord) -> dict[str, list[Stack]]:
+    """The parsed recording of every variant analysis attributes."""
+    return {
+        run.variant.name: read_folded(run.folded)
+        for run in profiled_runs(record)
+        if run.folded is not None
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one scenario; 1 when a variant failed (each failure on stderr), else 0."""
+    scenario = load_scenario(args.name)
+    rules = load_rules(args.rules)  # a bad rules file fails now, not after the measuring
+    with _progress_bar(scenario.name) as on_progress:
+        record = ScenarioRunner(
+            scenario,
+            quick=args.quick,
+            out_dir=args.out,
+            profile=not args.no_profile,
+            rate_hz=args.rate_hz,
+            native=args.native,
+            rules=args.rules,
+            repeats=args.repeats,
+            on_progress=on_progress,
+        ).run()
+    stacks = _stacks(record)
+    result = analyse(record, stacks, rules)
+    write_scenario_outputs(result, stacks, rules=rules, json_path=args.json)
+    console = make_console()
+    render_scenario(result, console)
+    if args.json is not None:
+        console.print(f"wrote {args.json}")
+    failed = [v for v in result["variants"] if v["status"] != "ok"]
+    for v in failed:
+        print(f"wsprof: error: variant {v['name']}: {v['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """List the shipped scenarios with their variants."""
+    table = Table(title="wsprof scenarios (run: wsprof scenario NAME)")
+    table.add_column("name", style="bold")
+    table.add_column("variants")
+    table.add_column("description")
+    for name, path in shipped_scenarios().items():
+        scenario = load_scenario(str(path))
+        table.add_row(name, ", ".join(v.name for v in scenario.variants), scenario.description)
+    make_console().print(table)
+    return 0

@@ -1,0 +1,224 @@
+"""Turn a scenario record into the wsprof.scenario/1 result: pure, no I/O.
+
+Figures: medians over the clean windows with their MAD; layer shares from the
+separate profiled window applied to the clean server CPU µs/message; the
+latency budget of the median p50; closure against `wsprof micro` predictions.
+The stacks of each recording are handed in (the caller reads the folded
+files); the outputs step adds the paths of the files it writes.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from wsprof import stats
+from wsprof.client.histogram import PyHistogram, latency_summary_us
+from wsprof.profiling.attribute import attribute, layer_us_per_msg
+from wsprof.profiling.folded import Stack
+from wsprof.profiling.layers import RuleSet
+from wsprof.scenario.closure import closure_entries
+from wsprof.scenario.record import ScenarioRecord, VariantRun, Window
+
+SCHEMA = "wsprof.scenario/1"
+
+
+def merged_latency(windows: Iterable[Window]) -> dict[str, float]:
+    """Percentiles of all the windows' round trips together (histograms merge exactly)."""
+    hist = PyHistogram()
+    for w in windows:
+        hist.merge(w.histogram)
+    return latency_summary_us(hist)
+
+
+def _sum_errors(windows: Iterable[Window]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for w in windows:
+        for k, n in w.errors.items():
+            total[k] = total.get(k, 0) + n
+    return total
+
+
+def _variant_figures(run: VariantRun) -> dict[str, Any]:
+    cap = run.capacity
+    lat = run.latency
+    return {
+        "throughput_msgs_per_s": stats.median([w.msgs_per_s for w in cap]),
+        "throughput": stats.summary([w.msgs_per_s for w in cap]),
+        "server_cpu_us_per_msg": stats.median([w.server_cpu_us_per_msg for w in cap]),
+        "server_cpu": stats.summary([w.server_cpu_us_per_msg for w in cap]),
+        "client_cpu_us_per_msg": stats.median([w.client_cpu_us_per_msg for w in cap]),
+        "client_bound": any(w.client_bound for w in cap),
+        "client_busy_max": max((w.client_busy for w in cap), default=0.0),
+        "server_rss_mb": run.rss_bytes / 2**20,
+        "latency_us": merged_latency(lat) if lat else None,
+        # Closed-loop latency at capacity is queueing (Little's law: connections x
+        # in-flight / throughput); it is what most published benchmarks quote.
+        "latency_at_capacity_us": merged_latency(cap),
+        "latency_windows": len(lat),
+        "server_cpu_us_per_msg_at_rate": stats.median([w.server_cpu_us_per_msg for w in lat])
+        if lat
+        else None,
+        "client_cpu_us_per_msg_at_rate": stats.median([w.client_cpu_us_per_msg for w in lat])
+        if lat
+        else None,
+        "errors": _sum_errors(cap + lat),
+    }
+
+
+def _attribution(
+    run: VariantRun, stacks: Sequence[Stack], rules: RuleSet, figures: dict[str, Any]
+) -> dict[str, Any]:
+    """Layers and the profiler overhead of one variant's profiled window."""
+    assert run.folded is not None and run.profiled is not None
+    attribution = attribute(stacks, rules)
+    us = layer_us_per_msg(attribution, figures["server_cpu_us_per_msg"])
+    adjacent = run.capacity[-1].msgs_per_s  # the clean window right before the profiled one
+    return {
+        "layers": {
+            name: {"share": share.share, "samples": share.samples, "us_per_msg": us[name]}
+            for name, share in attribution.layers.items()
+        },
+        "profile_samples": attribution.total_samples,
+        "idle_samples": attribution.idle_samples,
+        "profiled_messages": run.profiled.messages,
+        "profiler_overhead": {
+            "profiled_msgs_per_s": run.profiled.msgs_per_s,
+            "clean_msgs_per_s": adjacent,
+            "clean_median_msgs_per_s": figures["throughput_msgs_per_s"],
+            "throughput_ratio": run.profiled.msgs_per_s / adjacent if adjacent else None,
+            "server_cpu_us_per_msg_profiled": run.profiled.server_cpu_us_per_msg,
+        },
+        # The outputs step adds the files it writes beside the recording.
+        "flamegraphs": {"folded": run.folded},
+    }
+
+
+def latency_budget(
+    p50_us: float, shares: dict[str, float], server_cpu_us: float, floor_us: float | None
+) -> dict[str, Any]:
+    """Split the median round trip into server work per layer, the floor, and waiting.
+
+    Server work: the latency window's server CPU µs/message split by the profiled
+    layer shares. Floor: the client's and the kernel's unavoidable send+recv
+    (client-bench's measurement). Waiting: whatever is left (queueing, wake-ups,
+    scheduling); it is reported even when negative, since that is a finding.
+    """
+    layers = {name: share * server_cpu_us for name, share in shares.items()}
+    floor = floor_us or 0.0
+    return {
+        "p50_us": p50_us,
+        "server_work_us": layers,
+        "server_work_total_us": server_cpu_us,
+        "client_kernel_floor_us": floor_us,
+        "waiting_us": p50_us - server_cpu_us - floor,
+    }
+
+
+def _deltas(variants: list[dict[str, Any]]) -> None:
+    """Each finished variant against the first finished one: µs/message, %, per layer."""
+    first = next((v for v in variants if v["status"] == "ok"), None)
+    for v in variants:
+        if first is None or v["status"] != "ok":
+            v["delta_to_first"] = None
+            continue
+        base = first["server_cpu_us_per_msg"]
+        d = v["server_cpu_us_per_msg"] - base
+        v["delta_to_first"] = {
+            "variant": first["name"],
+            "server_cpu_us_per_msg": d,
+            "server_cpu_pct": 100.0 * d / base if base else None,
+            "throughput_pct": 100.0
+            * (v["throughput_msgs_per_s"] / first["throughput_msgs_per_s"] - 1)
+            if first["throughput_msgs_per_s"]
+            else None,
+        }
+        if "layers" in v and "layers" in first:
+            v["layer_deltas_us"] = {
+                name: v["layers"][name]["us_per_msg"]
+                - first["layers"].get(name, {}).get("us_per_msg", 0.0)
+                for name in v["layers"]
+            }
+
+
+def _variant(
+    record: ScenarioRecord, run: VariantRun, stacks: Sequence[Stack] | None, rules: RuleSet
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": run.variant.name,
+        "stack": run.variant.stack,
+        "options": dict(run.options),
+        "status": "ok" if run.ok and run.capacity else "failed",
+        "error": run.error,
+        "claim": run.variant.claim,
+    }
+    if run.capacity:
+        entry.update(_variant_figures(run))
+    if run.ok and run.folded is not None:
+        if stacks is None:
+            raise ValueError(f"no stacks given for the recording of {run.variant.name}")
+        entry.update(_attribution(run, stacks, rules, entry))
+        if entry.get("latency_us") and entry["server_cpu_us_per_msg_at_rate"] is not None:
+            shares = {k: v["share"] for k, v in entry["layers"].items()}
+            entry["latency_budget"] = latency_budget(
+                entry["latency_us"]["p50"],
+                shares,
+                entry["server_cpu_us_per_msg_at_rate"],
+                record.floor_us,
+            )
+        entry["closure"] = closure_entries(
+            run.variant.stack,
+            entry["options"],
+            record.plan.payload,
+            entry["layers"],
+            list(record.micro_results),
+        )
+    return entry
+
+
+def profiled_runs(record: ScenarioRecord) -> list[VariantRun]:
+    """The variants whose recording is attributed (and so whose stacks analysis needs)."""
+    return [run for run in record.runs if run.ok and run.folded is not None]
+
+
+def analyse(
+    record: ScenarioRecord, stacks: Mapping[str, Sequence[Stack]], rules: RuleSet
+) -> dict[str, Any]:
+    """The wsprof.scenario/1 document of ``record``.
+
+    ``stacks`` holds the parsed recording of every variant in
+    :func:`profiled_runs`, by variant name; ``rules`` charges them to layers.
+    """
+    variants = [_variant(record, run, stacks.get(run.variant.name), rules) for run in record.runs]
+    _deltas(variants)
+    document: dict[str, Any] = {
+        "schema": SCHEMA,
+        "scenario": record.scenario,
+        "description": record.description,
+        "question": record.question,
+        "source": record.source,
+        "quick": record.quick,
+        "complete": all(v["status"] == "ok" for v in variants),
+        "plan": asdict(record.plan),
+        "latency_rate_msgs_per_s": record.latency_rate,
+        "client": record.client,
+        "profiling": {
+            "enabled": record.profile,
+            "available": record.profiling_ok,
+            "note": record.profiler_note,
+            "rate_hz": record.rate_hz,
+            "native": record.native,
+            "nonblocking": True,
+            "rules": record.rules or "default",
+            "out_dir": record.out_dir if record.profiling_ok else None,
+            "client_kernel_floor_us": record.floor_us,
+            "closure_note": record.closure_note,
+        },
+        "env": copy.deepcopy(record.env),
+        "variants": variants,
+    }
+    if record.wall_time_s is not None:
+        document["wall_time_s"] = record.wall_time_s
+    return document
