@@ -18,14 +18,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console
-from rich.progress import Progress
-
 from wsprof import fastpath
 from wsprof.client.base import LoadConfig, LoadResult
 from wsprof.client.driver import run_load
 from wsprof.env import environment
 from wsprof.errors import MeasurementError
+from wsprof.progress import OnProgress
 
 SCHEMA = "wsprof.client-bench/1"
 PAYLOAD = "small"
@@ -148,7 +146,7 @@ def row_document(row: Row, result: LoadResult, floor_us: float) -> dict[str, Any
     }
 
 
-def run_bench(quick: bool, console: Console) -> dict[str, Any]:
+def run_bench(quick: bool, on_progress: OnProgress) -> dict[str, Any]:
     """Measure the floor and every row of the plan; return the result document."""
     for name in ("_loadclient", "_echoserver", "_floor"):
         fastpath.load(name)
@@ -158,10 +156,11 @@ def run_bench(quick: bool, console: Console) -> dict[str, Any]:
     warmup = 0.2 if quick else 0.5
     rows = plan()
     results = []
-    with echo_server(server_cpu) as port, Progress(console=console, transient=True) as progress:
-        task = progress.add_task("floor (send + recv)", total=1 + len(rows) * repeats)
+    total = 1 + len(rows) * repeats
+    with echo_server(server_cpu) as port:
+        on_progress("floor (send + recv)", 0, total)
         floor_us = measure_floor_us(client_cpu, repeats, 0.5 if quick else 1.5)
-        progress.advance(task)
+        done = 1
         for row in rows:
             config = LoadConfig(
                 f"ws://127.0.0.1:{port}/",
@@ -173,14 +172,15 @@ def run_bench(quick: bool, console: Console) -> dict[str, Any]:
             )
             runs = []
             for i in range(repeats):
-                progress.update(
-                    task,
-                    description=f"{row.client}, {row.connections} conn, {row.in_flight} in flight "
+                on_progress(
+                    f"{row.client}, {row.connections} conn, {row.in_flight} in flight "
                     f"(run {i + 1}/{repeats})",
+                    done,
+                    total,
                 )
                 cpus = None if client_cpu is None else [client_cpu]
                 runs.append(run_load(config, client=row.client, cpus=cpus))
-                progress.advance(task)
+                done += 1
             results.append(row_document(row, median_result(runs), floor_us))
     return {
         "schema": SCHEMA,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from wsprof.micro.catalog import not_applicable, select_rows
+from wsprof.micro.catalog import Row, not_applicable, select_rows
 from wsprof.micro.harness import FULL, QUICK, run_rows
 from wsprof.report.console import make_console
 from wsprof.report.jsonout import write_json
@@ -19,15 +19,17 @@ def run(args: argparse.Namespace) -> int:
     notes = not_applicable(args.layer, args.payload)
     settings = QUICK if args.quick else FULL
     started = time.monotonic()
+    total = len(rows) * settings.rounds
+    done: list[str] = []
     with progress_bar(
-        "micro",
-        len(rows) * settings.rounds,
-        rows[0].id,
-        f"wsprof micro: measuring {len(rows)} rows ({settings.mode} mode)",
-    ) as step:
-        results = run_rows(
-            rows, settings, None if step is None else lambda row: step(f"{row.id} done")
-        )
+        "micro", f"wsprof micro: measuring {len(rows)} rows ({settings.mode} mode)"
+    ) as on_progress:
+
+        def row_done(row: Row) -> None:
+            done.append(row.id)
+            on_progress(f"{row.id} done", len(done), total)
+
+        results = run_rows(rows, settings, row_done)
     wall_s = time.monotonic() - started
     harness = {**settings.as_dict(), "wall_s": round(wall_s, 2)}
     if args.json is not None:

@@ -4,41 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from wsprof.profiling.folded import Stack, read_folded
 from wsprof.profiling.layers import load_rules
-from wsprof.report.console import make_console
+from wsprof.report.console import make_console, note
 from wsprof.report.outputs import write_scenario_outputs
+from wsprof.report.progress import progress_bar
 from wsprof.report.scenario import render_scenario
 from wsprof.scenario.analysis import analyse, profiled_runs
 from wsprof.scenario.files import load_scenario, shipped_scenarios
 from wsprof.scenario.record import ScenarioRecord
-from wsprof.scenario.runner import Progress as OnProgress
 from wsprof.scenario.runner import ScenarioRunner
-
-
-@contextmanager
-def _progress_bar(name: str) -> Iterator[OnProgress]:
-    """A transient bar on stderr, fed by the runner's progress callback."""
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=make_console(stderr=True),
-        transient=True,
-    ) as progress:
-        task = progress.add_task(name, total=None)
-
-        def on_progress(what: str, done: int, total: int) -> None:
-            progress.update(task, description=f"{name}: {what}", completed=done, total=total)
-
-        yield on_progress
 
 
 def _stacks(record: ScenarioRecord) -> dict[str, list[Stack]]:
@@ -54,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
     """Run one scenario; 1 when a variant failed (each failure on stderr), else 0."""
     scenario = load_scenario(args.name)
     rules = load_rules(args.rules)  # a bad rules file fails now, not after the measuring
-    with _progress_bar(scenario.name) as on_progress:
+    if notice := rules.new_layers_notice():
+        note(notice)
+    with progress_bar(scenario.name, f"wsprof scenario: running {scenario.name}") as on_progress:
         record = ScenarioRunner(
             scenario,
             quick=args.quick,

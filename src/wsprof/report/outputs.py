@@ -110,8 +110,5 @@ def write_scenario_outputs(
         v["flamegraphs"]["diff_svg"] = str(out)
         diffs[v["name"]] = out
     if json_path is not None:
-        try:
-            write_json(json_path, result)
-        except OSError as exc:
-            raise WsprofError(f"cannot write {json_path}: {exc.strerror or exc}") from exc
+        write_json(json_path, result)
     return ScenarioArtifacts(profiles, diffs, json_path)

@@ -12,8 +12,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from wsprof.client.base import DEFAULT_WARMUP_S
 from wsprof.errors import WsprofError
 from wsprof.payloads import payload_names
+from wsprof.profiling.pyspy import DEFAULT_RATE_HZ
 
 
 @dataclass(frozen=True)
@@ -21,13 +23,13 @@ class LoadPlan:
     connections: int = 50
     in_flight: int = 1
     payload: str = "small"
-    warmup_s: float = 1.0
+    warmup_s: float = DEFAULT_WARMUP_S
     capacity_window_s: float = 3.0
     latency_window_s: float = 3.0
     latency_rate: float | str = "auto"
     latency_load: float = 0.5
     profile_window_s: float = 4.0
-    profile_rate_hz: int = 500
+    profile_rate_hz: int = DEFAULT_RATE_HZ
     repeats: int = 3
 
 

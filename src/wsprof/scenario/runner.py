@@ -30,12 +30,12 @@ from wsprof.client.base import LoadConfig, LoadError
 from wsprof.client.driver import run_load
 from wsprof.env import environment
 from wsprof.errors import MeasurementError
+from wsprof.progress import OnProgress
 from wsprof.scenario.closure import needed_rows
 from wsprof.scenario.files import LoadPlan, Scenario, Variant
 from wsprof.scenario.record import ScenarioRecord, VariantRun, Window
 from wsprof.servers.launcher import ServerFailed, ServerProcess
 
-Progress = Callable[[str, int, int], None]
 """Called as each step starts: (what, steps done, steps in all)."""
 
 
@@ -96,7 +96,7 @@ class ScenarioRunner:
         native: bool = False,
         rules: Path | None = None,
         repeats: int | None = None,
-        on_progress: Progress | None = None,
+        on_progress: OnProgress | None = None,
     ) -> None:
         self.scenario = scenario
         self.quick = quick
