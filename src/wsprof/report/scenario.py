@@ -230,7 +230,7 @@ def _claims_table(doc: dict[str, Any]) -> Table | None:
 
 def _text(value: Any) -> str:
     """Text from a file or a server's stderr, shown as text: no markup, no control characters."""
-    return escape(printable(str(value)))
+    return escape("\n".join(printable(line) for line in str(value).split("\n")))
 
 
 def render_scenario(doc: dict[str, Any], console: Console) -> None:
