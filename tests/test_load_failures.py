@@ -337,3 +337,28 @@ def test_non_finite_floats_never_reach_the_json(tmp_path: Path) -> None:
     )
     assert_one_line(proc, 2, "--rate")
     assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize("after", [0.0, 0.1, 0.2, 0.3, 0.4])
+def test_ctrl_c_while_the_workers_start(tmp_path: Path, echo_url: str, after: float) -> None:
+    """Ctrl-C while the workers import wsprof: one line, no worker traceback (there was one)."""
+    proc = _start_load(echo_url, "reference", 2, tmp_path / "load.json")
+    try:
+        deadline = time.monotonic() + BOUND_S
+        workers: list[psutil.Process] = []
+        while len(workers) < 2 and time.monotonic() < deadline:
+            workers = [
+                p
+                for p in psutil.Process(proc.pid).children()
+                if "spawn_main" in " ".join(p.cmdline())
+            ]
+        tree = [proc.pid, *(p.pid for p in workers)]
+        time.sleep(after)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=BOUND_S)
+    finally:
+        _kill_group(proc)
+    assert proc.returncode == 130, stderr
+    assert stderr.splitlines() == ["wsprof: interrupted; nothing was written as complete"]
+    assert "Traceback" not in stdout + stderr
+    assert wait_gone(tree, timeout=5) == []

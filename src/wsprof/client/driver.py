@@ -9,14 +9,16 @@ one line instead of a wait that never ends, and an interrupt stops them all.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
 import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from types import ModuleType
@@ -89,18 +91,38 @@ def _worker_main(
 ) -> None:
     """A worker process: run one share and send back ("ok", result) or ("error", exception)."""
     die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # discards a Ctrl-C pending since birth
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         if cpu is not None:
             os.sched_setaffinity(0, {cpu})
         reply: tuple[str, Any] = ("ok", _client_module(client).run(config))
-    except KeyboardInterrupt:
-        sys.exit(130)  # Ctrl-C reached the process group: the parent reports it
+    except KeyboardInterrupt:  # only if a caller set SIGINT back to its handler: end quietly
+        sys.exit(130)
     except WsprofError as exc:
         reply = ("error", exc)
     except Exception as exc:  # any other failure: its text, as the parent's one line
         reply = ("error", MeasurementError(f"a load worker failed: {type(exc).__name__}: {exc}"))
     out.send(reply)
     out.close()
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Start processes with SIGINT blocked (the mask survives fork and exec).
+
+    Ctrl-C reaches the whole process group: the parent takes it and stops the workers
+    itself, so a worker must never print a traceback of its own, even while it imports
+    wsprof. Blocked, not ignored: a Ctrl-C during the start waits for the parent instead
+    of being lost; the worker discards it (see ``_worker_main``).
+    """
+    # Starting the resource tracker unblocks SIGINT after it: start it first, outside.
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _stop(processes: Sequence[BaseProcess]) -> None:
@@ -135,7 +157,8 @@ def _run_workers(
                 name=f"wsprof-load-worker-{i}",
                 daemon=True,
             )
-            proc.start()
+            with _sigint_blocked():
+                proc.start()
             send.close()
             processes.append(proc)
             pipes[receive] = i
