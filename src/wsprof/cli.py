@@ -15,7 +15,7 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from wsprof import __version__
 from wsprof.errors import WsprofError
@@ -51,17 +51,54 @@ wsprof: where do the microseconds of one real-time message go?
 """
 
 
+# No option takes a count above this: larger ones overflow C integers or exhaust memory.
+# The commands check their own, tighter ranges (LoadConfig, the scenario plan, py-spy).
+MAX_COUNT = 2**31 - 1
+# Nor a number of seconds (or per second) above this: ten years.
+MAX_NUMBER = 315_360_000.0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors follow the one error policy: one line, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"wsprof: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def _finite_float(text: str) -> float:
+    """A finite number of ordinary size: NaN and infinity would hang a run or poison JSON."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
+    if not math.isfinite(value) or abs(value) > MAX_NUMBER:
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number no larger than {MAX_NUMBER:.0f}, not {text!r}"
+        )
+    return value
+
+
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    value = _finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or a positive number, not {text!r}")
     return value
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if not 1 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_COUNT}, not {text!r}")
     return value
 
 
@@ -187,7 +224,7 @@ def _add_load(sub: Any) -> None:
     )
     load.add_argument(
         "--warmup",
-        type=float,
+        type=_non_negative_float,
         default=d["warmup"],
         metavar="S",
         help="unrecorded warm-up (default %(default)s s)",
@@ -359,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole parser; its subcommands are exactly the keys of :data:`COMMANDS`."""
     from wsprof.micro.catalog import LAYERS as MICRO_LAYERS
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="wsprof",
         description=_SUMMARY.format(micro_layers=", ".join(MICRO_LAYERS)),
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -26,6 +26,14 @@ FD_HEADROOM = 64
 # A process whose CPU time is at least this share of the window's wall time was
 # saturated: its throughput figure describes the client, not the server.
 CLIENT_BOUND_SHARE = 0.85
+# Bounds of every numeric load setting: beyond them a run would hang, overflow a C integer
+# or exhaust memory, so they are refused before anything starts.
+MAX_CONNECTIONS = 10_000
+MAX_IN_FLIGHT = 10_000
+MAX_MESSAGES = 10**12
+MAX_RATE = 10_000_000.0
+MAX_DURATION_S = 3600.0
+MAX_CONNECT_TIMEOUT_S = 600.0
 
 
 def is_loopback(host: str) -> bool:
@@ -53,6 +61,8 @@ def ensure_fd_limit(connections: int) -> None:
 
 def _check_range(option: str, value: float, low: float, high: float, *, low_ok: bool) -> None:
     """NaN or infinity would hang a run: each float option must be finite and in range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise WsprofError(f"{option} must be a number, not {value!r}")
     above_low = low <= value if low_ok else low < value
     if not (math.isfinite(value) and above_low and value <= high):
         span = (
@@ -61,6 +71,36 @@ def _check_range(option: str, value: float, low: float, high: float, *, low_ok: 
             else f"above {low:g} and at most {high:.15g}"
         )
         raise WsprofError(f"{option} must be {span}, not {value!r}")
+
+
+def _check_count(option: str, value: int, high: int) -> None:
+    """A count is a whole number from 1 to ``high``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise WsprofError(f"{option} must be a whole number from 1 to {high}, not {value!r}")
+
+
+def parse_url(url: str) -> tuple[str, int, str]:
+    """(host, port, path with query) of a ws:// or http:// URL, or one WsprofError line.
+
+    The port is explicit or the scheme's 80; 0 and anything outside 1-65535 are refused
+    (urlsplit raises on some of them and lets 0 through).
+    """
+    usage = f"URL must be ws://HOST:PORT/PATH, not {url!r}"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise WsprofError(f"{usage} ({exc})") from None
+    if parts.scheme not in ("ws", "http") or not parts.hostname:
+        raise WsprofError(usage)
+    if port is None:
+        if parts.netloc.endswith(":"):
+            raise WsprofError(f"{usage} (empty port)")
+        port = 80
+    if not 1 <= port <= 65535:
+        raise WsprofError(f"{usage} (the port must be from 1 to 65535)")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.hostname, port, path
 
 
 class LoadError(MeasurementError):
@@ -90,12 +130,12 @@ class LoadConfig:
             self.on_window(mark)
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("ws", "http") or not parts.hostname:
+        if not isinstance(self.url, str):
             raise WsprofError(f"URL must be ws://HOST:PORT/PATH, not {self.url!r}")
-        if not is_loopback(parts.hostname):
+        hostname, _, _ = parse_url(self.url)
+        if not is_loopback(hostname):
             raise WsprofError(
-                f"{parts.hostname} is not a loopback address: wsprof drives servers on this "
+                f"{hostname!r} is not a loopback address: wsprof drives servers on this "
                 "machine only (127.0.0.0/8, ::1, localhost)"
             )
         if self.mode not in MODES:
@@ -104,30 +144,34 @@ class LoadConfig:
             raise WsprofError(
                 f"unknown packet format {self.serializer!r} (valid: {', '.join(SERIALIZERS)})"
             )
-        if not 1 <= self.connections <= 10_000:
-            raise WsprofError("--connections must be between 1 and 10000")
-        if self.in_flight < 1:
-            raise WsprofError("--in-flight must be at least 1")
+        _check_count("--connections", self.connections, MAX_CONNECTIONS)
+        _check_count("--in-flight", self.in_flight, MAX_IN_FLIGHT)
+        _check_range("--duration", self.duration, 0, MAX_DURATION_S, low_ok=False)
+        _check_range("--warmup", self.warmup, 0, MAX_DURATION_S, low_ok=True)
+        _check_range(
+            "--connect-timeout", self.connect_timeout, 0, MAX_CONNECT_TIMEOUT_S, low_ok=False
+        )
         if self.rate is not None:
-            _check_range("--rate", self.rate, 0, 10_000_000, low_ok=False)
-        _check_range("--duration", self.duration, 0, 3600, low_ok=False)
-        _check_range("--warmup", self.warmup, 0, 3600, low_ok=True)
-        _check_range("--connect-timeout", self.connect_timeout, 0, 600, low_ok=False)
-        if self.max_messages is not None and self.max_messages < 1:
-            raise WsprofError("--messages must be at least 1")
+            _check_range("--rate", self.rate, 0, MAX_RATE, low_ok=False)
+            if self.rate * self.duration < 1:
+                raise WsprofError(
+                    f"--rate {self.rate:g} msgs/s over a --duration {self.duration:g} s window "
+                    "is less than one message: raise one of them"
+                )
+        if self.max_messages is not None:
+            _check_count("--messages", self.max_messages, MAX_MESSAGES)
 
     @property
     def host(self) -> str:
-        return urlsplit(self.url).hostname or "127.0.0.1"
+        return parse_url(self.url)[0]
 
     @property
     def port(self) -> int:
-        return urlsplit(self.url).port or 80
+        return parse_url(self.url)[1]
 
     @property
     def path(self) -> str:
-        parts = urlsplit(self.url)
-        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return parse_url(self.url)[2]
 
     @property
     def open_loop(self) -> bool:
