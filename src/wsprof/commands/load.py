@@ -3,47 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
-from pathlib import Path
 
 from wsprof.client.base import LoadConfig
 from wsprof.client.driver import run_load
-from wsprof.errors import MeasurementError, WsprofError
+from wsprof.errors import MeasurementError
 from wsprof.payloads import get_payload
 from wsprof.report.console import make_console
-from wsprof.report.jsonout import write_json
+from wsprof.report.jsonout import check_json_target, write_json
 from wsprof.report.load import load_document, print_load
-
-
-def check_writable(path: Path) -> None:
-    """Fail in one line now, not after the run, when ``path`` cannot be written.
-
-    The path must not be a directory, and its nearest existing ancestor must be a
-    directory in which a file can really be created (root passes ``os.access`` even
-    on /proc, so a probe file is made and removed). Nothing is left behind.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise WsprofError(f"cannot write {path}: it is a directory")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise WsprofError(f"cannot write {path}: {parent} is not a directory")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
-    except OSError as exc:
-        raise WsprofError(f"cannot write {path}: {exc.strerror or exc}") from None
-    os.close(fd)
-    os.unlink(probe)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the table and write the JSON even for a run with errors, then fail on them."""
     get_payload(args.payload)
     if args.json is not None:
-        check_writable(args.json)
+        check_json_target(args.json)
     config = LoadConfig(
         url=args.url,
         mode=args.mode,

@@ -20,28 +20,24 @@ def _umask() -> int:
 def check_json_target(path: Path) -> None:
     """Fail now, in one line, if ``path`` cannot be written: before a run, not after it.
 
-    The check is the real thing: a temporary file is created (and removed) in
-    the directory the result will go to, exactly as :func:`write_json` will.
+    The path must not be a directory, and its nearest existing ancestor must be a
+    directory in which a file can really be created (root passes ``os.access`` even
+    on /proc, so a probe file is made and removed). Nothing is left behind.
     """
     path = Path(path)
     if path.is_dir():
         raise WsprofError(f"cannot write {path}: it is a directory")
     parent = path.parent
-    existing = parent
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise WsprofError(f"cannot write {path}: {existing} is not a directory")
-    if existing != parent:
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise WsprofError(f"cannot write {path}: cannot create directories in {existing}")
-        return
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise WsprofError(f"cannot write {path}: {parent} is not a directory")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
     except OSError as exc:
-        raise WsprofError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise WsprofError(f"cannot write {path}: {exc.strerror or exc}") from None
     os.close(fd)
-    Path(tmp).unlink(missing_ok=True)
+    os.unlink(probe)
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:
