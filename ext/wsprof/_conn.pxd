@@ -1,13 +1,13 @@
 # One load-client connection in C: its state, buffers and FIFO of send times, and the
 # operations on it that need no Python (used by _loadclient.pyx).
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.errno cimport errno, EAGAIN, EINTR
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
-from libc.string cimport memcmp
 
-from wsprof._buffer cimport Buffer, buf_append
+from wsprof._buffer cimport Buffer, buf_append, buf_consume, buf_reserve
 from wsprof._frames cimport WsParser
-from wsprof._posix cimport c_send, epoll_ctl, epoll_event, EPOLL_CTL_MOD, MSG_NOSIGNAL
+from wsprof._posix cimport c_recv, c_send, epoll_ctl, epoll_event, EPOLL_CTL_MOD, MSG_NOSIGNAL
 
 
 cdef enum ConnState:
@@ -30,6 +30,7 @@ cdef enum SendResult:
 cdef enum:
     WBUF_LIMIT = 64 * 1024 * 1024
     RING_LIMIT = 1 << 20
+    READ_CHUNK = 65536    # the least room a recv into rbuf gets
 
 cdef struct Bytes:
     # A view of bytes owned by a Python object that outlives every use.
@@ -53,9 +54,21 @@ cdef struct Conn:
     int dirty
     WsParser p
 
+cdef struct Schedule:
+    # The open loop: intended send times interval_ns apart, dealt round robin.
+    uint64_t interval_ns
+    uint64_t next_ns
+    uint32_t rr
+    int* dirty            # connections given a send since the last flush
+    int ndirty
 
-cdef inline bint starts_with(const uint8_t* data, size_t n, Bytes prefix) noexcept nogil:
-    return n >= prefix.len and memcmp(data, prefix.data, prefix.len) == 0
+
+cdef inline Bytes view(bytes data):
+    """A C view of ``data``; the caller keeps ``data`` alive as long as the view."""
+    cdef Bytes v
+    v.data = <const uint8_t*>PyBytes_AS_STRING(data)
+    v.len = PyBytes_GET_SIZE(data)
+    return v
 
 
 cdef inline int set_events(int epfd, Conn* c, uint32_t idx, uint32_t events) noexcept nogil:
@@ -127,3 +140,72 @@ cdef inline uint64_t ring_pop(Conn* c) noexcept nogil:
     c.rhead = (c.rhead + 1) % c.ringcap
     c.rcount -= 1
     return stamp
+
+
+cdef inline ssize_t conn_recv(Conn* c, uint8_t* scratch, size_t scratch_len,
+                              uint8_t** buf, size_t* blen) noexcept nogil:
+    """One recv; ``buf``/``blen`` are then the bytes to parse. -2: rbuf cannot grow."""
+    cdef ssize_t r
+    if c.rbuf.len == 0 and c.state >= CS_SIO_OPEN:
+        # nothing left over: read into the shared scratch and copy only a partial frame
+        r = c_recv(c.fd, scratch, scratch_len, 0)
+        buf[0] = scratch
+        blen[0] = r if r > 0 else 0
+        return r
+    if buf_reserve(&c.rbuf, READ_CHUNK) < 0:
+        return -2
+    r = c_recv(c.fd, c.rbuf.data + c.rbuf.len, c.rbuf.cap - c.rbuf.len, 0)
+    if r > 0:
+        c.rbuf.len += r
+    buf[0] = c.rbuf.data
+    blen[0] = c.rbuf.len
+    return r
+
+
+cdef inline int conn_keep(Conn* c, const uint8_t* buf, size_t blen, size_t pos) noexcept nogil:
+    """Keep the unparsed tail of what conn_recv read (a partial frame); -1: out of memory."""
+    if buf != c.rbuf.data:
+        return buf_append(&c.rbuf, buf + pos, blen - pos)
+    buf_consume(&c.rbuf, pos)
+    return 0
+
+
+cdef inline long schedule_due(Schedule* s, Conn* conns, int n, int alive,
+                              uint64_t now) noexcept nogil:
+    """Give every send whose time has come to the next ready connection (round robin),
+    listing in ``s.dirty`` the connections that got one. Returns how many were dropped
+    because a connection's ring was full, or -1 when out of memory."""
+    cdef int idx, rc
+    cdef long dropped = 0
+    cdef Conn* c
+    s.ndirty = 0
+    while s.next_ns <= now and alive > 0:
+        while True:
+            idx = s.rr % n
+            s.rr += 1
+            if conns[idx].state == CS_READY:
+                break
+        c = &conns[idx]
+        rc = ring_push(c, s.next_ns)
+        if rc == -2:
+            return -1
+        s.next_ns += s.interval_ns
+        if rc == -1:
+            dropped += 1
+            continue
+        c.to_send += 1
+        if not c.dirty:
+            c.dirty = 1
+            s.dirty[s.ndirty] = idx
+            s.ndirty += 1
+    return dropped
+
+
+cdef inline uint64_t outstanding(const Conn* conns, int n) noexcept nogil:
+    """Replies still awaited on the ready connections."""
+    cdef uint64_t total = 0
+    cdef int i
+    for i in range(n):
+        if conns[i].state == CS_READY:
+            total += conns[i].rcount + conns[i].match_idx
+    return total

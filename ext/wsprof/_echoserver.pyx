@@ -5,13 +5,12 @@ from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport errno, EAGAIN, EINTR
 from libc.stdint cimport uint8_t, uint64_t
 from libc.stdlib cimport calloc, free
-from libc.string cimport memcpy
 from posix.unistd cimport close
 
 from wsprof._buffer cimport Buffer, buf_append, buf_consume, buf_free, buf_reserve
 from wsprof._clock cimport now_ns
 from wsprof._frames cimport (
-    OP_CLOSE, OP_PING, OP_PONG, MAX_HEADER, WsParser, frame_header, parser_init, ws_next,
+    OP_CLOSE, OP_PING, OP_PONG, MAX_HEADER, WsParser, parser_init, write_frame, ws_next,
 )
 from wsprof._posix cimport (
     accept4, c_recv, c_send, epoll_create1, epoll_ctl, epoll_event, epoll_wait, memmem,
@@ -125,7 +124,7 @@ cdef class _EchoServer:
         """Read what is there, echo every complete message unmasked in one send."""
         cdef EchoConn* c = &self.conns[fd]
         cdef ssize_t r
-        cdef size_t pos = 0, dlen, h
+        cdef size_t pos = 0, dlen
         cdef int op, rc = 0
         cdef uint8_t* data
         if buf_reserve(&c.rbuf, READ_CHUNK) < 0:
@@ -148,10 +147,8 @@ cdef class _EchoServer:
                 continue
             if buf_reserve(&self.out, dlen + MAX_HEADER) < 0:
                 raise MemoryError()
-            h = frame_header(self.out.data + self.out.len,
-                             0x80 | (OP_PONG if op == OP_PING else op), dlen, NULL)
-            memcpy(self.out.data + self.out.len + h, data, dlen)
-            self.out.len += h + dlen
+            self.out.len += write_frame(self.out.data + self.out.len,
+                                        0x80 | (OP_PONG if op == OP_PING else op), data, dlen, NULL)
             self.messages += op < OP_CLOSE
             if op == OP_CLOSE:
                 c.closing = 1

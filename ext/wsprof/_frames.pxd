@@ -234,3 +234,13 @@ cdef inline size_t frame_header(uint8_t* out, int b0, size_t n, const uint8_t* m
         memcpy(out + h, mask, 4)
         h += 4
     return h
+
+
+cdef inline size_t write_frame(uint8_t* out, int b0, const uint8_t* data, size_t n,
+                               const uint8_t* mask) noexcept nogil:
+    """Write a whole frame (masked if ``mask``) into ``out``, which has room; its length."""
+    cdef size_t h = frame_header(out, b0, n, mask)
+    memcpy(out + h, data, n)
+    if mask != NULL:
+        apply_mask(out + h, n, mask)
+    return h + n

@@ -2,9 +2,11 @@
 cimport cython
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 
-from wsprof._conn cimport Bytes, Conn, SendResult
+from wsprof._conn cimport Bytes, Conn, Schedule, SendResult
 from wsprof._histogram cimport Histogram
 from wsprof._posix cimport epoll_event
+from wsprof._session cimport Session
+from wsprof._setup cimport Setup
 
 
 cdef enum Phase:
@@ -27,9 +29,7 @@ cdef enum:
 
 cdef enum:
     SCRATCH = 262144
-    READ_CHUNK = 65536
     MAX_PENDING_CONNECTS = 256
-    MAX_PREFIXES = 4
 
 
 @cython.final
@@ -48,7 +48,6 @@ cdef class LoadRun:
     cdef int ready
     cdef int alive
     cdef int closing
-    cdef uint32_t rr
     cdef uint8_t scratch[SCRATCH]
     # one message unit (1 or 2 masked frames) repeated `copies` times
     cdef Bytes unit
@@ -58,39 +57,23 @@ cdef class LoadRun:
     cdef int nexp
     cdef int exp_op[2]
     cdef Bytes exp[2]
-    # Socket.IO session bytes, from wsprof.protocol.socketio.session_bytes
-    cdef Bytes sio_connect
-    cdef Bytes sio_ping
-    cdef Bytes sio_pong
-    cdef int nended
-    cdef Bytes sio_ended[MAX_PREFIXES]
-    cdef Bytes sio_event
-    cdef Bytes sio_binary_event
+    cdef Session sio             # Socket.IO text recognised per message
     cdef Bytes goodbye           # (Socket.IO disconnect +) WebSocket Close, masked
     cdef uint8_t mask_key[4]
     cdef Histogram hist
     cdef uint64_t measured
     cdef uint64_t max_messages
-    cdef uint64_t interval_ns
-    cdef uint64_t next_send_ns
+    cdef Schedule sched          # open loop only
     cdef uint64_t next_signal_check_ns
     cdef uint64_t t_window_start
     cdef uint64_t t_window_end
     cdef uint64_t cpu_start
     cdef uint64_t cpu_end
     cdef uint64_t counts[K_COUNT]
-    cdef int* dirty_list
-    cdef int ndirty
     cdef uint64_t max_size
     # Python-side setup state
     cdef list kept               # the bytes objects the Bytes views point into
-    cdef object addr
-    cdef object family
-    cdef str host_port
-    cdef str host
-    cdef int port
-    cdef str path
-    cdef list keys
+    cdef Setup setup
     cdef dict first_error
     cdef object fatal
     cdef object on_window
@@ -109,11 +92,10 @@ cdef class LoadRun:
     cdef int socketio_other(self, int idx, int op, uint8_t* data, size_t n,
                             uint64_t now) except -1
     cdef int pong(self, int idx, const uint8_t* data, size_t n) except -1
-    cdef int setup_message(self, int idx, int op, bytes data) except -1
+    cdef int setup_message(self, int idx, int op, const uint8_t* data, size_t n) except -1
     cdef int now_ready(self, int idx) except -1
-    cdef int handshake(self, int idx) except -1
     cdef int on_readable(self, int idx) except -1
-    cdef int start_connect(self, int idx) except -1
+    cdef int connect_all(self, double timeout, epoll_event* events) except -1
     cdef int dispatch(self, epoll_event* ev) except -1
     cdef int on_timer(self) except -1
     cdef int wait_once(self, epoll_event* events, int timeout_ms) except -1

@@ -10,13 +10,14 @@ from rich.table import Table
 from wsprof.profiling.folded import Stack, read_folded
 from wsprof.profiling.layers import load_rules
 from wsprof.report.console import make_console, note
+from wsprof.report.jsonout import check_json_target
 from wsprof.report.outputs import write_scenario_outputs
 from wsprof.report.progress import progress_bar
 from wsprof.report.scenario import render_scenario
 from wsprof.scenario.analysis import analyse, profiled_runs
-from wsprof.scenario.files import load_scenario, shipped_scenarios
+from wsprof.scenario.files import load_scenario, printable, shipped_scenarios
 from wsprof.scenario.record import ScenarioRecord
-from wsprof.scenario.runner import ScenarioRunner
+from wsprof.scenario.runner import ScenarioRunner, check_out_dir
 
 
 def _stacks(record: ScenarioRecord) -> dict[str, list[Stack]]:
@@ -32,20 +33,26 @@ def run(args: argparse.Namespace) -> int:
     """Run one scenario; 1 when a variant failed (each failure on stderr), else 0."""
     scenario = load_scenario(args.name)
     rules = load_rules(args.rules)  # a bad rules file fails now, not after the measuring
+    # Where the results go is checked before any server starts, not after the run.
+    check_out_dir(args.out)
+    if args.json is not None:
+        check_json_target(args.json)
+    runner = ScenarioRunner(
+        scenario,
+        quick=args.quick,
+        out_dir=args.out,
+        profile=not args.no_profile,
+        rate_hz=args.rate_hz,
+        native=args.native,
+        rules=args.rules,
+        repeats=args.repeats,
+    )
+    runner.preflight()
     if notice := rules.new_layers_notice():
         note(notice)
     with progress_bar(scenario.name, f"wsprof scenario: running {scenario.name}") as on_progress:
-        record = ScenarioRunner(
-            scenario,
-            quick=args.quick,
-            out_dir=args.out,
-            profile=not args.no_profile,
-            rate_hz=args.rate_hz,
-            native=args.native,
-            rules=args.rules,
-            repeats=args.repeats,
-            on_progress=on_progress,
-        ).run()
+        runner.on_progress = on_progress
+        record = runner.run()
     stacks = _stacks(record)
     result = analyse(record, stacks, rules)
     write_scenario_outputs(result, stacks, rules=rules, json_path=args.json)
@@ -54,8 +61,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         console.print(f"wrote {args.json}")
     failed = [v for v in result["variants"] if v["status"] != "ok"]
-    for v in failed:
-        print(f"wsprof: error: variant {v['name']}: {v['error']}", file=sys.stderr)
+    for v in failed:  # one line each, whatever a server wrote to its stderr
+        error = printable(" ".join(str(v["error"]).split()))
+        print(f"wsprof: error: variant {v['name']}: {error}", file=sys.stderr)
     return 1 if failed else 0
 
 

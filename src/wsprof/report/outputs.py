@@ -20,6 +20,7 @@ from wsprof.profiling.folded import Stack
 from wsprof.profiling.layers import RuleSet
 from wsprof.profiling.speedscope import write_speedscope
 from wsprof.report.jsonout import write_json
+from wsprof.scenario.files import file_component
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,9 @@ def write_scenario_outputs(
     for v in others:
         if "flamegraphs" not in v or "flamegraphs" not in base:
             continue
-        out = profiles[base["name"]].folded.parent / f"{v['name']}.vs.{base['name']}.diff.svg"
+        # File names from sanitised names: a variant name never leads outside the run directory.
+        name = f"{file_component(v['name'])}.vs.{file_component(base['name'])}.diff.svg"
+        out = profiles[base["name"]].folded.parent / name
         try:
             write_diff_flamegraph(
                 stacks[base["name"]],

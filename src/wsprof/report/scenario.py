@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from wsprof.scenario.files import printable
 
 
 def layer_names(variants: list[dict[str, Any]]) -> list[str]:
@@ -225,10 +228,15 @@ def _claims_table(doc: dict[str, Any]) -> Table | None:
     return table
 
 
+def _text(value: Any) -> str:
+    """Text from a file or a server's stderr, shown as text: no markup, no control characters."""
+    return escape("\n".join(printable(line) for line in str(value).split("\n")))
+
+
 def render_scenario(doc: dict[str, Any], console: Console) -> None:
-    console.print(f"[bold]{doc['scenario']}[/]: {doc['description']}")
+    console.print(f"[bold]{_text(doc['scenario'])}[/]: {_text(doc['description'])}")
     if doc.get("question"):
-        console.print(f"question: {doc['question']}")
+        console.print(f"question: {_text(doc['question'])}")
     console.print(_main_table(doc))
     for make in (_layer_table, _budget_table, _closure_table, _claims_table):
         table = make(doc)
@@ -236,9 +244,9 @@ def render_scenario(doc: dict[str, Any], console: Console) -> None:
             console.print(table)
     prof = doc["profiling"]
     if prof["enabled"] and not prof["available"]:
-        console.print(f"[bold yellow]attribution unavailable:[/] {prof['note']}")
+        console.print(f"[bold yellow]attribution unavailable:[/] {_text(prof['note'])}")
     elif prof["enabled"]:
-        console.print(f"flamegraphs: {prof['out_dir']}/ (open the .svg files in a browser)")
+        console.print(f"flamegraphs: {_text(prof['out_dir'])}/ (open the .svg files in a browser)")
     bound = [v["name"] for v in doc["variants"] if v.get("client_bound")]
     if bound:
         console.print(
@@ -252,9 +260,20 @@ def render_scenario(doc: dict[str, Any], console: Console) -> None:
         )
     for v in doc["variants"]:
         if v["status"] != "ok":
-            console.print(f"[red]variant {v['name']} failed:[/] {v['error']}")
+            console.print(f"[red]variant {_text(v['name'])} failed:[/] {_text(v['error'])}")
         elif v.get("errors"):
-            console.print(f"[yellow]variant {v['name']} had errors:[/] {v['errors']}")
+            console.print(f"[yellow]variant {_text(v['name'])} had errors:[/] {v['errors']}")
+    contention = doc.get("contention") or {}
+    if contention.get("detected"):
+        busiest = max(
+            (v.get("contention", {}).get("other_cpu_cores_max", 0.0) for v in doc["variants"]),
+            default=0.0,
+        )
+        console.print(
+            f"[bold yellow]contention:[/] other processes kept up to {busiest:.2f} cores busy "
+            f"during windows of {', '.join(_text(n) for n in contention['variants'])}: another "
+            "load shared the machine, so those figures are low; run again on a quiet machine"
+        )
     if not doc["complete"]:
         console.print(
             "[bold red]result incomplete[/]: finished variants are reported; failed ones are marked"

@@ -20,6 +20,7 @@ from wsprof.profiling.attribute import attribute, layer_us_per_msg
 from wsprof.profiling.folded import Stack
 from wsprof.profiling.layers import RuleSet
 from wsprof.scenario.closure import closure_entries
+from wsprof.scenario.contention import CONTENTION_CORES, contended
 from wsprof.scenario.record import ScenarioRecord, VariantRun, Window
 
 SCHEMA = "wsprof.scenario/1"
@@ -39,6 +40,17 @@ def _sum_errors(windows: Iterable[Window]) -> dict[str, int]:
         for k, n in w.errors.items():
             total[k] = total.get(k, 0) + n
     return total
+
+
+def _contention(windows: Sequence[Window]) -> dict[str, Any]:
+    """Other processes busy on the machine during this variant's windows."""
+    cores = [w.other_cpu_cores for w in windows]
+    return {
+        "contended": any(contended(c) for c in cores),
+        "windows_contended": sum(1 for c in cores if contended(c)),
+        "windows": len(cores),
+        "other_cpu_cores_max": max(cores, default=0.0),
+    }
 
 
 def _variant_figures(run: VariantRun) -> dict[str, Any]:
@@ -65,6 +77,7 @@ def _variant_figures(run: VariantRun) -> dict[str, Any]:
         if lat
         else None,
         "errors": _sum_errors(cap + lat),
+        "contention": _contention(cap + lat + ((run.profiled,) if run.profiled else ())),
     }
 
 
@@ -217,6 +230,13 @@ def analyse(
             "closure_note": record.closure_note,
         },
         "env": copy.deepcopy(record.env),
+        "contention": {
+            "detected": any(v.get("contention", {}).get("contended") for v in variants),
+            "variants": [v["name"] for v in variants if v.get("contention", {}).get("contended")],
+            "threshold_cores": CONTENTION_CORES,
+            "note": "other processes kept at least threshold_cores busy during a window: "
+            "another load shared the machine and the figures of those windows are low",
+        },
         "variants": variants,
     }
     if record.wall_time_s is not None:

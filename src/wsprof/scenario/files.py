@@ -6,6 +6,8 @@ serializer...) and share one load plan. See scenarios/*.toml for the format.
 
 from __future__ import annotations
 
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
@@ -73,11 +75,82 @@ class ScenarioFileError(WsprofError):
     pass
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character escaped: a file's text never drives the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+#: Scenario and variant names become file and directory names: one path component, no dots first.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,79}")
+_NAME_RULE = "must be 1-80 of A-Z a-z 0-9 . _ + -, starting with a letter or digit"
+
+
+def file_component(name: str) -> str:
+    """A name made safe as one path component (anything else becomes '_'); never '.' or '..'."""
+    safe = re.sub(r"[^A-Za-z0-9._+-]", "_", name)[:80]
+    return safe if NAME_RE.fullmatch(safe) else "_" + safe[:79]
+
+
 def _bad(source: str, key: str, problem: str) -> ScenarioFileError:
-    return ScenarioFileError(f"{source}: key '{key}': {problem}")
+    return ScenarioFileError(f"{printable(source)}: key '{printable(key)}': {printable(problem)}")
 
 
 _PLAN_TYPES = {f.name: f.type for f in fields(LoadPlan)}
+MAX_REPEATS = 100
+MAX_RATE_HZ = 10_000  # py-spy samples per second
+#: Integer keys: (lowest, highest). The load client allows at most 10000 connections.
+_INT_LIMITS = {
+    "connections": (1, 10_000),
+    "in_flight": (1, 1_000),
+    "repeats": (1, MAX_REPEATS),
+    "profile_rate_hz": (1, MAX_RATE_HZ),
+}
+#: Seconds keys: (lowest, highest, lowest allowed). Windows must be longer than 0 s.
+_SECONDS_LIMITS = {
+    "warmup_s": (0.0, 3600.0, True),
+    "capacity_window_s": (0.0, 3600.0, False),
+    "latency_window_s": (0.0, 3600.0, False),
+    "profile_window_s": (0.0, 3600.0, False),
+}
+MAX_RATE = 10_000_000  # msgs/s: the load client's own bound on an offered rate
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_plan_value(source: str, where: str, key: str, value: Any) -> None:
+    """NaN, infinity and absurd magnitudes are refused here, before any server starts."""
+    if key == "payload":
+        if value not in payload_names():
+            raise _bad(
+                source, where, f"unknown payload {value!r} (valid: {', '.join(payload_names())})"
+            )
+    elif key == "latency_rate":
+        if value != "auto" and not (_number(value) and 0 < value <= MAX_RATE):
+            raise _bad(
+                source,
+                where,
+                f'must be "auto" or a number of msgs/s above 0 and at most {MAX_RATE}, not {value!r}',
+            )
+    elif key == "latency_load":
+        if not (_number(value) and 0 < value <= 1):
+            raise _bad(source, where, f"must be a number above 0 and at most 1, not {value!r}")
+    elif key in _INT_LIMITS:
+        low, high = _INT_LIMITS[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise _bad(source, where, "must be a positive integer")
+        if value > high:
+            raise _bad(source, where, f"must be at most {high}, not {value}")
+    else:
+        low_f, high_f, low_ok = _SECONDS_LIMITS[key]
+        above = _number(value) and (low_f <= value if low_ok else low_f < value)
+        if not (above and math.isfinite(value) and value <= high_f):
+            span = f"from 0 to {high_f:g}" if low_ok else f"above 0 and at most {high_f:g}"
+            raise _bad(source, where, f"must be a number of seconds {span}, not {value!r}")
 
 
 def _check_plan_values(source: str, table: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -86,27 +159,25 @@ def _check_plan_values(source: str, table: str, values: dict[str, Any]) -> dict[
         where = f"{table}.{key}"
         if key not in _PLAN_TYPES:
             raise _bad(source, where, f"unknown key (valid: {', '.join(_PLAN_TYPES)})")
-        if key == "payload":
-            if value not in payload_names():
-                raise _bad(
-                    source,
-                    where,
-                    f"unknown payload {value!r} (valid: {', '.join(payload_names())})",
-                )
-        elif key == "latency_rate":
-            if value != "auto" and (
-                isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
-            ):
-                raise _bad(source, where, 'must be a positive number of msgs/s or "auto"')
-        elif key in ("connections", "in_flight", "repeats", "profile_rate_hz"):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise _bad(source, where, "must be a positive integer")
-        elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise _bad(source, where, "must be a non-negative number")
+        _check_plan_value(source, where, key, value)
         checked[key] = value
-    if "latency_load" in checked and not 0 < checked["latency_load"] <= 1:
-        raise _bad(source, f"{table}.latency_load", "must be in (0, 1]")
     return checked
+
+
+def _check_text(source: str, key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise _bad(source, key, "must be a string")
+    if _CONTROL.search(value.replace("\n", " ").replace("\t", " ")):
+        raise _bad(source, key, "must not contain control characters")
+    return value
+
+
+def _check_name(source: str, key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise _bad(source, key, "must be a non-empty string")
+    if not NAME_RE.fullmatch(value):
+        raise _bad(source, key, f"{_NAME_RULE} (it names files under --out), not {value!r}")
+    return value
 
 
 def parse_scenario(text: str, source: str) -> Scenario:
@@ -116,14 +187,20 @@ def parse_scenario(text: str, source: str) -> Scenario:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ScenarioFileError(f"{source}: not valid TOML: {exc}") from None
-    for key in ("name", "description"):
-        if not isinstance(doc.get(key), str) or not doc[key]:
-            raise _bad(source, key, "is required and must be a string")
+        raise ScenarioFileError(f"{printable(source)}: not valid TOML: {exc}") from None
     known = {"name", "description", "question", "load", "quick", "variants"}
     for key in doc:
         if key not in known:
             raise _bad(source, key, f"unknown key (valid: {', '.join(sorted(known))})")
+    for key in ("name", "description"):
+        if not isinstance(doc.get(key), str) or not doc[key]:
+            raise _bad(source, key, "is required and must be a string")
+    _check_name(source, "name", doc["name"])
+    _check_text(source, "description", doc["description"])
+    _check_text(source, "question", doc.get("question", ""))
+    for table in ("load", "quick"):
+        if not isinstance(doc.get(table, {}), dict):
+            raise _bad(source, table, "must be a table")
     load = LoadPlan(**_check_plan_values(source, "load", dict(doc.get("load", {}))))
     quick = _check_plan_values(source, "quick", dict(doc.get("quick", {})))
     raw_variants = doc.get("variants")
@@ -144,9 +221,9 @@ def parse_scenario(text: str, source: str) -> Scenario:
         port = raw.get("port", 0)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise _bad(source, f"{where}.port", "must be an integer from 0 to 65535")
-        name = raw.get("name", raw["stack"])
-        if not isinstance(name, str) or not name:
-            raise _bad(source, f"{where}.name", "must be a non-empty string")
+        name = _check_name(source, f"{where}.name", raw.get("name", raw["stack"]))
+        if not isinstance(raw.get("options", {}), dict):
+            raise _bad(source, f"{where}.options", "must be a table")
         options = {k: str(v) for k, v in dict(raw.get("options", {})).items()}
         try:
             validate_options(raw["stack"], options)
@@ -173,11 +250,32 @@ def load_scenario(name_or_path: str) -> Scenario:
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise WsprofError(f"scenario file {name_or_path!r} does not exist")
-        return parse_scenario(path.read_text(), str(path))
+        return parse_scenario(_read_text(path), str(path))
     shipped = shipped_scenarios()
     if name_or_path not in shipped:
         raise WsprofError(
             f"unknown scenario {name_or_path!r} "
             f"(valid: {', '.join(shipped)}; or a path to a .toml file)"
         )
-    return parse_scenario(shipped[name_or_path].read_text(), str(shipped[name_or_path]))
+    return parse_scenario(_read_text(shipped[name_or_path]), str(shipped[name_or_path]))
+
+
+MAX_FILE_BYTES = 1 << 20  # a scenario is a page of TOML
+
+
+def _read_text(path: Path) -> str:
+    """The file's text as UTF-8; any problem reading it is one line naming the file."""
+    source = printable(str(path))
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ScenarioFileError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ScenarioFileError(f"{source}: larger than {MAX_FILE_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioFileError(
+            f"{source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None

@@ -34,6 +34,9 @@ class Window:
     client_bound: bool
     errors: dict[str, int]
     histogram: dict[str, Any]  # the client's latency histogram, in its dict (mergeable) form
+    # Average cores other processes (not wsprof's, not the kernel's) kept busy during the
+    # window's load run: another load on the machine skews every figure of the window.
+    other_cpu_cores: float = 0.0
 
     @property
     def msgs_per_s(self) -> float:

@@ -26,13 +26,22 @@ from pathlib import Path
 from typing import Any
 
 from wsprof import fastpath, stats
-from wsprof.client.base import LoadConfig, LoadError
+from wsprof.client.base import LoadConfig, LoadError, ensure_fd_limit
 from wsprof.client.driver import run_load
 from wsprof.env import environment
-from wsprof.errors import MeasurementError
+from wsprof.errors import MeasurementError, WsprofError
 from wsprof.progress import OnProgress
 from wsprof.scenario.closure import needed_rows
-from wsprof.scenario.files import LoadPlan, Scenario, Variant
+from wsprof.scenario.contention import OtherLoad
+from wsprof.scenario.files import (
+    MAX_RATE_HZ,
+    MAX_REPEATS,
+    LoadPlan,
+    Scenario,
+    Variant,
+    file_component,
+    printable,
+)
 from wsprof.scenario.record import ScenarioRecord, VariantRun, Window
 from wsprof.servers.launcher import ServerFailed, ServerProcess
 
@@ -42,6 +51,46 @@ from wsprof.servers.launcher import ServerFailed, ServerProcess
 def packet_format(serializer: str) -> str:
     """What the client must speak: orjson (through the shim) still writes JSON packets."""
     return "msgpack" if serializer == "msgpack" else "json"
+
+
+def check_out_dir(out: Path) -> None:
+    """``--out`` must be a directory wsprof can write in (or one it can create), before any work."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise WsprofError(f"--out {printable(str(out))} is not a directory")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise WsprofError(
+            f"--out {printable(str(out))}: {printable(str(existing))} is not a directory"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise WsprofError(
+            f"--out {printable(str(out))}: cannot write in {printable(str(existing))}"
+        )
+
+
+def claim_run_dir(parent: Path, run_id: str) -> Path:
+    """A new directory ``parent/run_id`` (``run_id-2``, ``-3``... if taken): never shared.
+
+    mkdir without exist_ok is atomic, so two runs started in the same second
+    (same --out, same scenario) always get directories of their own.
+    """
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 1000):
+            path = parent / (run_id if n == 1 else f"{run_id}-{n}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return path
+    except OSError as exc:
+        raise WsprofError(
+            f"cannot create a run directory in {printable(str(parent))}: {exc.strerror or exc}"
+        ) from exc
+    raise WsprofError(f"{printable(str(parent))}: no free run directory for {run_id}")
 
 
 def _pinning() -> tuple[int | None, list[int] | None]:
@@ -107,8 +156,10 @@ class ScenarioRunner:
         self.native = native
         self.rules = rules
         self.on_progress = on_progress
-        run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        self.out_dir = Path(out_dir) / scenario.name / run_id
+        self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self.out_root = Path(out_dir)
+        # Claimed (created, never shared) when profiling starts; names from sanitised names.
+        self.out_dir = self.out_root / file_component(scenario.name) / self.run_id
         self.server_cpu, self.client_cpus = _pinning()
         self.client = "fast" if fastpath.available("_loadclient") else "reference"
         self.runs = [LiveVariant(v) for v in scenario.variants]
@@ -160,7 +211,9 @@ class ScenarioRunner:
             warmup=self.plan.warmup_s,
             on_window=mark,
         )
+        others = OtherLoad().start()
         result = run_load(config, client=self.client, cpus=self.client_cpus)
+        other_cpu_cores = others.stop()
         server.check_alive()
         if "start" not in marks or "end" not in marks:
             raise MeasurementError(f"{self.client} client did not mark its measurement window")
@@ -175,6 +228,7 @@ class ScenarioRunner:
             client_bound=result.client_bound,
             errors=result.errors,
             histogram=result.histogram,
+            other_cpu_cores=other_cpu_cores,
         )
 
     def _capacity_window(self, run: LiveVariant) -> None:
@@ -261,7 +315,9 @@ class ScenarioRunner:
         except pyspy.ProfilerUnavailable as exc:
             self.profiler_note = str(exc)
             return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir = claim_run_dir(
+            self.out_root / file_component(self.scenario.name), self.run_id
+        )
         self._pyspy = pyspy
 
     def _profile_one(self, run: LiveVariant) -> None:
@@ -271,7 +327,7 @@ class ScenarioRunner:
         pyspy = self._pyspy
         server = run.server
         assert server is not None and pyspy is not None
-        folded = self.out_dir / f"{run.variant.name}.folded"
+        folded = self.out_dir / f"{file_component(run.variant.name)}.folded"
         recorders: list[Any] = []
 
         def on_mark(name: str) -> None:
@@ -323,9 +379,43 @@ class ScenarioRunner:
 
     # -- the whole run ----------------------------------------------------------
 
+    def preflight(self) -> None:
+        """Every limit the load client will apply, checked now: before any server starts.
+
+        The scenario file's checks already hold these bounds; this catches what
+        the command line changed (--repeats) and the file-descriptor limit, and
+        names the scenario file rather than a flag of `wsprof load`.
+        """
+        check_out_dir(self.out_root)
+        plan = self.plan
+        if plan.repeats > MAX_REPEATS:  # only the command line can get here: the file is checked
+            raise WsprofError(f"--repeats must be at most {MAX_REPEATS}, not {plan.repeats}")
+        if self.rate_hz > MAX_RATE_HZ:
+            raise WsprofError(f"--rate-hz must be at most {MAX_RATE_HZ}, not {self.rate_hz}")
+        rate = None if plan.latency_rate == "auto" else float(plan.latency_rate)
+        try:
+            for duration, window_rate in (
+                (plan.capacity_window_s, None),
+                (plan.latency_window_s, rate),
+                (plan.profile_window_s, None),
+            ):
+                LoadConfig(
+                    url="ws://127.0.0.1:1/",
+                    connections=plan.connections,
+                    in_flight=plan.in_flight,
+                    rate=window_rate,
+                    duration=duration,
+                    payload=plan.payload,
+                    warmup=plan.warmup_s,
+                )
+            ensure_fd_limit(plan.connections)
+        except WsprofError as exc:
+            raise WsprofError(f"{printable(self.scenario.source)}: {exc}") from None
+
     def run(self) -> ScenarioRecord:
         """Measure every variant (servers are always stopped on the way out)."""
         started = time.monotonic()
+        self.preflight()
         with ExitStack() as stack:
             if self.profile:
                 self._check_profiler()
