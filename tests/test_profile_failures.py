@@ -169,6 +169,29 @@ def test_wsprof_refuses_its_ancestors(tmp_path: Path) -> None:
     assert_one_line_error(shell, 2, "ancestor of this wsprof")
 
 
+@pytest.mark.parametrize("target", ["dir", "/proc/x.json"])
+def test_unwritable_json_fails_before_recording(
+    spinner: subprocess.Popen[bytes], tmp_path: Path, target: str
+) -> None:
+    json_path = str(tmp_path) if target == "dir" else target
+    out = tmp_path / "out"
+    started = time.monotonic()
+    res = wsprof(
+        "profile",
+        "--pid",
+        str(spinner.pid),
+        "--duration",
+        "30",
+        "--out",
+        str(out),
+        "--json",
+        json_path,
+    )
+    assert_one_line_error(res, 2, "cannot write")
+    assert time.monotonic() - started < 20  # not after a 30 s recording
+    assert not out.exists()
+
+
 def test_profile_says_what_it_profiled_and_json_has_env(
     ptrace_ok: None, spinner: subprocess.Popen[bytes], tmp_path: Path
 ) -> None:

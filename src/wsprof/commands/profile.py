@@ -3,37 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from wsprof.env import environment
-from wsprof.errors import MeasurementError, WsprofError
+from wsprof.errors import MeasurementError
 from wsprof.profiling.attribute import attribute, no_samples_reason
 from wsprof.profiling.folded import processes, read_folded
 from wsprof.profiling.layers import load_rules
 from wsprof.profiling.pyspy import check_target, record
 from wsprof.report.attribution import attribution_table, printable
 from wsprof.report.console import make_console, note
-from wsprof.report.jsonout import write_json
+from wsprof.report.jsonout import check_json_target, write_json
 from wsprof.report.outputs import write_profile_artifacts
 
 _CMDLINE_SHOWN = 120
-
-
-def _check_json_target(path: Path) -> None:
-    """Fail before measuring when ``--json`` could not be written afterwards."""
-    if path.is_dir():
-        raise WsprofError(f"cannot write {path}: is a directory")
-    parent = path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
-    except OSError as exc:
-        raise WsprofError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    os.close(fd)
-    Path(probe).unlink(missing_ok=True)
 
 
 def _profiled(pid: int, found: dict[int, tuple[str, int]]) -> list[dict[str, Any]]:
@@ -63,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if notice := rules.new_layers_notice():
         note(notice)
     if args.json is not None:
-        _check_json_target(args.json)
+        check_json_target(args.json)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
