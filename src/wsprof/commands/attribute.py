@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from wsprof.profiling.attribute import attribute
+from wsprof.env import environment
+from wsprof.errors import WsprofError
+from wsprof.profiling.attribute import attribute, no_samples_reason
 from wsprof.profiling.folded import read_folded
 from wsprof.profiling.layers import load_rules
 from wsprof.report.attribution import attribution_table
@@ -13,12 +15,16 @@ from wsprof.report.jsonout import write_json
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the layer table; write the wsprof.attribution/1 JSON when asked."""
+    """Print the layer table; write the wsprof.attribution/1 JSON (with ``env``) when asked."""
     rules = load_rules(args.rules)
     if notice := rules.new_layers_notice():
         note(notice)
     result = attribute(read_folded(args.folded), rules, idle=args.idle)
+    if (reason := no_samples_reason(result)) is not None:
+        raise WsprofError(f"{args.folded}: {reason}; nothing to attribute")
     make_console().print(attribution_table(result, title=f"layers of {args.folded}"))
     if args.json is not None:
-        write_json(args.json, result.to_json())
+        write_json(
+            args.json, {**result.to_json(), "source": str(args.folded), "env": environment()}
+        )
     return 0

@@ -1,4 +1,9 @@
-"""``wsprof compare``: two results side by side; exit 1 when the candidate regressed."""
+"""``wsprof compare``: two results side by side; exit 1 when the candidate regressed.
+
+Exit status for scenario results: 0 no variant slower beyond the spread, 1 a
+regression, 3 undecided (a comparable variant has only one window in either
+run, which cannot show significance), 2 unusable input.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 
 from wsprof.errors import WsprofError
 from wsprof.report.compare import (
+    ONE_WINDOW_NOTE,
     check_document,
     check_pair,
     compare_micro,
@@ -16,19 +22,35 @@ from wsprof.report.compare import (
     micro_table,
     regressions,
     scenario_table,
+    undecided,
 )
-from wsprof.report.console import make_console
+from wsprof.report.console import make_console, note
+
+MAX_BYTES = 64 * 1024 * 1024
+"""A result larger than this is not one wsprof wrote (and /dev/zero must not hang)."""
+UNDECIDED_EXIT = 3
 
 
 def _load(path: Path) -> dict[str, Any]:
     try:
-        doc = json.loads(Path(path).read_text())
+        with Path(path).open("rb") as f:
+            data = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise WsprofError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise WsprofError(f"{path}: is a directory, not a result file") from None
     except OSError as exc:
         raise WsprofError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+    if len(data) > MAX_BYTES:
+        raise WsprofError(f"{path}: larger than {MAX_BYTES >> 20} MiB, not a wsprof result")
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise WsprofError(f"{path}: not JSON (not UTF-8 text)") from None
+    except ValueError as exc:  # JSONDecodeError
         raise WsprofError(f"{path}: not JSON ({exc})") from None
+    except RecursionError:
+        raise WsprofError(f"{path}: not a wsprof result (nested too deeply)") from None
     return check_document(doc, str(path))
 
 
@@ -43,4 +65,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     changes = compare_scenarios(a, b)
     console.print(scenario_table(changes, f"{a['scenario']}: {args.baseline} → {args.candidate}"))
-    return 1 if regressions(changes) else 0
+    if undecided(changes):
+        note(ONE_WINDOW_NOTE)
+    if regressions(changes):
+        return 1
+    return UNDECIDED_EXIT if undecided(changes) else 0

@@ -3,23 +3,50 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
+from wsprof.env import environment
 from wsprof.errors import MeasurementError
-from wsprof.profiling.attribute import attribute
-from wsprof.profiling.folded import read_folded
+from wsprof.profiling.attribute import attribute, no_samples_reason
+from wsprof.profiling.folded import processes, read_folded
 from wsprof.profiling.layers import load_rules
-from wsprof.profiling.pyspy import record
-from wsprof.report.attribution import attribution_table
+from wsprof.profiling.pyspy import check_target, record
+from wsprof.report.attribution import attribution_table, printable
 from wsprof.report.console import make_console, note
-from wsprof.report.jsonout import write_json
+from wsprof.report.jsonout import check_json_target, write_json
 from wsprof.report.outputs import write_profile_artifacts
+
+_CMDLINE_SHOWN = 120
+
+
+def _profiled(pid: int, found: dict[int, tuple[str, int]]) -> list[dict[str, Any]]:
+    """The processes py-spy sampled: the target and its children, never anything else."""
+    if not found:  # py-spy without process roots: only the target itself was sampled
+        return [{"pid": pid, "cmdline": None, "samples": None}]
+    return [
+        {"pid": p, "cmdline": cmd, "samples": n}
+        for p, (cmd, n) in sorted(found.items(), key=lambda kv: (kv[0] != pid, kv[0]))
+    ]
+
+
+def _describe(pid: int, procs: list[dict[str, Any]]) -> str:
+    others = len(procs) - 1
+    lines = [f"profiled PID {pid}" + (f" and {others} child process(es)" if others > 0 else "")]
+    for p in procs:
+        cmd = printable(p["cmdline"] or "", _CMDLINE_SHOWN)
+        samples = "" if p["samples"] is None else f"  ({p['samples']:,} samples)"
+        lines.append(f"  PID {p['pid']}  {cmd}{samples}")
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     """Write folded, SVG and speedscope files under ``--out``, print the layers, maybe JSON."""
+    check_target(args.pid)
     rules = load_rules(args.rules)
     if notice := rules.new_layers_notice():
         note(notice)
+    if args.json is not None:
+        check_json_target(args.json)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -37,16 +64,31 @@ def run(args: argparse.Namespace) -> int:
         nonblocking=True,
     )
     stacks = read_folded(rec.path)
+    procs = _profiled(args.pid, processes(stacks))
+    result = attribute(stacks, rules, idle=args.idle)
+    if (reason := no_samples_reason(result)) is not None:
+        raise MeasurementError(
+            f"PID {args.pid}: {reason} in {args.duration:g} s (recording kept in {rec.path}); "
+            "is the server under load?"
+        )
     files = write_profile_artifacts(
         stacks,
         rec.path,
         title=f"wsprof: PID {args.pid}, {args.duration:g} s at {args.rate_hz} Hz",
         rules=rules,
     )
-    result = attribute(stacks, rules, idle=args.idle)
     console = make_console()
+    console.print(_describe(args.pid, procs), markup=False, highlight=False)
     console.print(attribution_table(result, title=f"layers of PID {args.pid}"))
-    console.print(f"wrote {files.folded}, {files.svg}, {files.speedscope}")
+    console.print(
+        f"wrote {files.folded}, {files.svg}, {files.speedscope}", markup=False, highlight=False
+    )
     if args.json is not None:
-        write_json(args.json, result.to_json())
+        target = {
+            "pid": args.pid,
+            "duration_s": args.duration,
+            "rate_hz": args.rate_hz,
+            "processes": procs,
+        }
+        write_json(args.json, {**result.to_json(), "target": target, "env": environment()})
     return 0

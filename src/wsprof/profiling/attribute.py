@@ -80,6 +80,18 @@ def attribute(
     return Attribution(total, layers, idle_samples, idle)
 
 
+def no_samples_reason(attribution: Attribution) -> str | None:
+    """Why ``attribution`` has nothing to show (a table of zeros), or None when it has samples."""
+    if attribution.total_samples > 0:
+        return None
+    if attribution.idle_samples > 0:
+        return (
+            f"all {attribution.idle_samples} samples are idle (waiting, not cost); "
+            "--idle shows them"
+        )
+    return "no samples (no stacks, or every count is 0)"
+
+
 def layer_us_per_msg(attribution: Attribution, cpu_us_per_msg: float) -> dict[str, float]:
     """Apply layer shares (from a profiled window) to the clean window's CPU µs/message.
 

@@ -32,6 +32,7 @@ from wsprof.errors import WsprofError
 FrameKind = Literal["python", "native", "process", "thread"]
 
 _PROCESS_RE = re.compile(r'process \d+:"')
+_CLOSED_TAIL_RE = re.compile(r'" +\d+\s*\Z')
 _THREAD_RE = re.compile(r"thread \((?:0x[0-9a-fA-F]+|\d+)\)(?::.*)?\Z", re.DOTALL)
 _LINE_RE = re.compile(r"(.*):(\d+)\Z", re.DOTALL)
 _MAX_SHOWN = 200
@@ -158,23 +159,42 @@ def parse_frame(text: str) -> Frame:
 
 
 def _split_frames(stack: str) -> list[str]:
-    head, rest = process_split(stack)
-    if head is None:
-        return stack.split(";")
-    return [head] if rest is None else [head, *rest.split(";")]
+    heads, rest = process_heads(stack)
+    return [*heads, *([] if rest is None else rest.split(";"))]
+
+
+def process_heads(stack: str) -> tuple[list[str], str | None]:
+    """Split off the leading ``process N:"cmdline"`` frames: (those frames, the rest).
+
+    With ``--subprocesses`` a child's samples carry its parents' process frames
+    first (``process 1:"..";process 2:"..";frames``). The rest is None when
+    process frames are the whole stack.
+    """
+    heads: list[str] = []
+    pos = 0
+    while stack.startswith("process ", pos) and _PROCESS_RE.match(stack, pos):
+        end = stack.find('";', pos)
+        if end < 0:
+            heads.append(stack[pos:])
+            return heads, None
+        heads.append(stack[pos : end + 1])
+        pos = end + 2
+    return heads, stack[pos:] if heads else stack
 
 
 def process_split(stack: str) -> tuple[str | None, str | None]:
-    """Split off a leading ``process N:"cmdline"`` frame: (that frame or None, the rest).
+    """Split off the leading process frame(s): (them joined by ``;``, or None; the rest).
 
-    The rest is None when the process frame is the whole stack.
+    The rest is None when the process frames are the whole stack.
     """
-    if stack.startswith("process ") and _PROCESS_RE.match(stack):
-        end = stack.find('";')
-        if end < 0:
-            return stack, None
-        return stack[: end + 1], stack[end + 2 :]
-    return None, stack
+    heads, rest = process_heads(stack)
+    return (";".join(heads) if heads else None), rest
+
+
+def _open_process_frame(raw: str) -> bool:
+    """Whether ``raw`` ends inside a process frame's command line (py-spy wrote its newlines)."""
+    heads, rest = process_heads(raw)
+    return bool(heads) and rest is None and _CLOSED_TAIL_RE.search(raw) is None
 
 
 def _has_empty_frame(stack: str) -> bool:
@@ -201,10 +221,11 @@ def parse_folded(text: str, source: str | None = None) -> list[Stack]:
         raw = lines[i]
         line_no = i + 1
         i += 1
-        if raw.startswith("process ") and '";' not in raw and _PROCESS_RE.match(raw):
+        if raw.startswith("process ") and _open_process_frame(raw):
             # py-spy writes the command line verbatim: a `python -c` script
-            # spreads the process frame over several physical lines.
-            while i < n_lines and '";' not in raw:
+            # spreads the process frame (a child's, after its parent's) over
+            # several physical lines.
+            while i < n_lines and _open_process_frame(raw):
                 raw = f"{raw}\n{lines[i]}"
                 i += 1
         line = raw.strip()
@@ -236,6 +257,25 @@ def read_folded(path: Path | str) -> list[Stack]:
     except OSError as exc:
         raise WsprofError(f"cannot read folded stacks {p}: {exc.strerror or exc}") from exc
     return parse_folded(text, source=str(p))
+
+
+_PROCESS_HEAD_RE = re.compile(r'process (\d+):"(.*)"\Z', re.DOTALL)
+
+
+def processes(stacks: Iterable[Stack]) -> dict[int, tuple[str, int]]:
+    """PID -> (command line, own samples) of every ``process N:"cmdline"`` frame, in file order."""
+    found: dict[int, tuple[str, int]] = {}
+    for stack in stacks:
+        heads, _ = process_heads(stack.text)
+        for n, head in enumerate(heads, 1):
+            m = _PROCESS_HEAD_RE.match(head)
+            if m is None:
+                continue
+            pid = int(m.group(1))
+            cmdline, count = found.get(pid, (m.group(2), 0))
+            # The samples are the innermost process's; its parents are listed, not charged.
+            found[pid] = (cmdline, count + (stack.count if n == len(heads) else 0))
+    return found
 
 
 def format_folded(stacks: Iterable[Stack]) -> str:

@@ -98,16 +98,25 @@ def layer_colour(layer: str) -> str:
     return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
 
 
+def _segment(text: str) -> str:
+    return "".join("." if ch == "?" else re.escape(ch) for ch in text)
+
+
 def _glob_body(glob: str) -> str:
-    out = []
-    for ch in glob:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "?":
-            out.append(".")
-        else:
-            out.append(re.escape(ch))
-    return "".join(out)
+    """A regex for ``glob`` (``*``, ``?``) that matches in linear time, however many ``*``.
+
+    Naively each ``*`` is ``.*`` and a glob such as ``*a*a*a*a*b`` backtracks
+    exponentially over a long frame. Between two ``*`` the text has a fixed
+    length, so its leftmost occurrence is always the best choice: each middle
+    piece is an atomic ``(?>.*?piece)`` that never retries, and only the last
+    piece is anchored at the end.
+    """
+    first, *rest = glob.split("*")
+    if not rest:
+        return _segment(first)
+    *middle, last = rest
+    pieces = "".join(f"(?>.*?{_segment(m)})" for m in middle if m)
+    return f"{_segment(first)}{pieces}.*{_segment(last)}"
 
 
 def _path_tails(file: str) -> tuple[str, ...]:
@@ -123,7 +132,7 @@ def _path_tails(file: str) -> tuple[str, ...]:
 def _compile(globs: Sequence[str], dirs: bool = False) -> re.Pattern[str] | None:
     if not globs:
         return None
-    bodies = [_glob_body(g) + (".*" if dirs and g.endswith("/") else "") for g in globs]
+    bodies = [_glob_body(g + "*" if dirs and g.endswith("/") else g) for g in globs]
     return re.compile("|".join(f"(?:{b})" for b in bodies), re.DOTALL)
 
 

@@ -8,6 +8,8 @@ report its clean measurements.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 import os
 import re
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +79,47 @@ class Recording:
     stderr: str
 
 
+STOP_MARGIN_S = 20.0
+"""How long past its duration a recording may run before wsprof kills py-spy."""
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn`` that makes the child end (SIGKILL) when wsprof ends, however it ends.
+
+    PR_SET_PDEATHSIG survives exec, so py-spy and the throwaway children of
+    :func:`check_ptrace` cannot outlive a SIGKILLed or SIGTERMed wsprof. The
+    kernel sends it when the *thread* that started the child exits: start
+    children from a thread that outlives them (the main thread does). If
+    wsprof died between fork and prctl, the child exits at once.
+    """
+    parent = os.getpid()
+    prctl = _prctl()  # looked up here: no dlopen between fork and exec
+
+    def preexec() -> None:
+        if prctl is None:  # not Linux: the timeouts still bound the child
+            return
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+@functools.cache
+def _prctl() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def partial_path(path: Path) -> Path:
+    """Where an interrupted recording goes: ``x.folded`` -> ``x.partial.folded``."""
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
+
+
 def find_pyspy() -> str:
     """Locate py-spy: PATH first, then the interpreter's own bin directory (a venv)."""
     found = shutil.which("py-spy")
@@ -99,6 +143,41 @@ def _pid_exists(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def check_target(pid: int) -> None:
+    """Refuse a PID whose profile would not be the server's own.
+
+    py-spy follows child processes, so PID 1 means every process on the
+    machine, and any ancestor of wsprof means wsprof itself and everything
+    beside it; wsprof's own process only ever shows wsprof waiting for py-spy.
+    (A server wsprof started, its child, is fine: the scenario runner does that.)
+    """
+    import psutil
+
+    if pid == 1:
+        raise TargetError(
+            "refusing to profile PID 1 (init): py-spy follows child processes, so that would "
+            "record every Python process on the machine; give the server's own PID"
+        )
+    if pid <= 0:
+        raise TargetError(f"PID {pid} is not a process ID")
+    me = psutil.Process()
+    if pid == me.pid:
+        raise TargetError(f"refusing to profile PID {pid}: that is this wsprof process")
+    try:
+        ancestors = {p.pid: p for p in me.parents()}
+    except psutil.Error:
+        ancestors = {}
+    if pid in ancestors:
+        try:
+            name = ancestors[pid].name()
+        except psutil.Error:
+            name = "?"
+        raise TargetError(
+            f"refusing to profile PID {pid} ({name}): it is an ancestor of this wsprof, and "
+            "py-spy follows child processes, so it would record wsprof and its siblings"
+        )
 
 
 _PERM_RE = re.compile(r"permission denied|operation not permitted|EPERM|ptrace", re.IGNORECASE)
@@ -152,10 +231,13 @@ class Recorder:
     """One ``py-spy record`` run, started and finished separately.
 
     The scenario runner starts it exactly when the load client opens its
-    measurement window, and collects it when the window closes. Whole seconds
-    go to py-spy's ``--duration``; fractional ones are timed here and ended
-    with SIGINT, which py-spy treats as "stop and write". ``timeout`` (default
-    duration + 20 s) bounds the whole run.
+    measurement window, and collects it when the window closes. py-spy always
+    gets a ``--duration`` (rounded up to whole seconds); a fractional duration
+    is timed here and ended with SIGINT, which py-spy treats as "stop and
+    write". ``timeout`` (default duration + :data:`STOP_MARGIN_S`) bounds the
+    whole run: past it wsprof kills py-spy. py-spy dies with wsprof
+    (:func:`die_with_parent`). A recording stopped before its end (Ctrl-C, an
+    error) is renamed to :func:`partial_path`, never left looking complete.
     """
 
     def __init__(
@@ -179,8 +261,9 @@ class Recorder:
         self.pid = pid
         self.duration = duration
         self.out_path = Path(out)
-        self.limit = timeout if timeout is not None else duration + 20.0
+        self.limit = timeout if timeout is not None else duration + STOP_MARGIN_S
         self.whole = float(duration).is_integer()
+        self.partial_path = partial_path(self.out_path)
         self.cmd = [
             find_pyspy(),
             "record",
@@ -193,8 +276,8 @@ class Recorder:
             "--rate",
             str(rate),
         ]
-        if self.whole:
-            self.cmd += ["--duration", str(int(duration))]
+        # Always a bound of py-spy's own, even if wsprof's timer never fires.
+        self.cmd += ["--duration", str(max(1, math.ceil(duration)))]
         for flag, on in (
             ("--subprocesses", subprocesses),
             ("--native", native),
@@ -206,12 +289,14 @@ class Recorder:
         self._proc: subprocess.Popen[bytes] | None = None
         self._err: Any = None
         self._started = 0.0
+        self._finished = False
 
     def start(self) -> Recorder:
         if not _pid_exists(self.pid):
             raise ProcessNotFound(f"PID {self.pid} does not exist")
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
         self.out_path.unlink(missing_ok=True)
+        self.partial_path.unlink(missing_ok=True)
         self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed in wait()
         self._started = time.monotonic()
         self._proc = subprocess.Popen(
@@ -220,6 +305,7 @@ class Recorder:
             stdout=self._err,
             stderr=self._err,
             start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
         return self
 
@@ -231,19 +317,19 @@ class Recorder:
         remaining = duration - (time.monotonic() - self._started)
         try:
             try:
-                proc.wait(timeout=limit if self.whole else max(remaining, 0.0))
+                proc.wait(timeout=max(limit - self.elapsed() if self.whole else remaining, 0.0))
             except subprocess.TimeoutExpired:
                 if self.whole:
-                    _stop(proc, grace=5.0)
                     raise RecordingFailed(
-                        f"py-spy did not finish within {limit:.0f} s for PID {pid}"
+                        f"py-spy did not finish within {limit:g} s for PID {pid}; stopped it"
                     ) from None
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGINT)
-                    proc.wait(timeout=max(limit - duration, 5.0))
+                    proc.wait(timeout=max(limit - self.elapsed(), 0.0))
+            self._finished = True
         except subprocess.TimeoutExpired:
             raise RecordingFailed(
-                f"py-spy did not stop within {limit:.0f} s for PID {pid}"
+                f"py-spy did not stop within {limit:g} s for PID {pid}; stopped it"
             ) from None
         finally:
             self.stop()
@@ -261,10 +347,16 @@ class Recorder:
         samples, errors = (int(m.group(1)), int(m.group(2))) if m else (None, None)
         return Recording(self.out_path, samples, errors, seconds, stderr)
 
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
     def stop(self) -> None:
-        """Never leave py-spy behind (idempotent)."""
-        if self._proc is not None:
-            _stop(self._proc, grace=5.0)
+        """Never leave py-spy behind (idempotent); an unfinished recording is marked partial."""
+        if self._proc is None:
+            return
+        _stop(self._proc, grace=5.0)
+        if not self._finished and self.out_path.exists():
+            os.replace(self.out_path, self.partial_path)
 
 
 def record(pid: int, out: Path | str, duration: float, **options: Any) -> Recording:
@@ -302,6 +394,7 @@ def check_ptrace(timeout: float = 10.0) -> None:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent(),
     )
     try:
         assert child.stdout is not None
@@ -312,6 +405,7 @@ def check_ptrace(timeout: float = 10.0) -> None:
                 capture_output=True,
                 timeout=timeout,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent(),
             )
         except subprocess.TimeoutExpired:
             raise ProfilerUnavailable(

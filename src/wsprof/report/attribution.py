@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from rich.markup import escape
 from rich.table import Table
 
 from wsprof.profiling.attribute import Attribution
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """``text`` safe for a terminal: control characters escaped (no raw ESC), cut at ``limit``."""
+    out = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
 def attribution_table(
@@ -15,7 +22,7 @@ def attribution_table(
     title: str | None = None,
 ) -> Table:
     """Layer, samples, share (and µs/message when a clean CPU figure is known)."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(title) if title else None, title_justify="left")
     table.add_column("layer")
     table.add_column("samples", justify="right")
     table.add_column("share", justify="right")
@@ -48,7 +55,7 @@ def attribution_table(
 
 def diff_table(a: Attribution, b: Attribution, title: str | None = None) -> Table:
     """Per-layer shares of A and B and the change in percentage points."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(title) if title else None, title_justify="left")
     for col, just in (
         ("layer", "left"),
         ("A share", "right"),
