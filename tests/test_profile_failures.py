@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from wsprof.errors import WsprofError
 from wsprof.profiling.pyspy import (
     ProfilerUnavailable,
     Recorder,
@@ -402,3 +403,12 @@ def test_rule_globs_still_match_like_globs() -> None:
     assert rs.layer_of(parse_frame("encoder (m.py:1)")) != "json"
     assert rs.layer_of(parse_frame("f (abc/q/r/xy.py:1)")) == "kernel-io"
     assert rs.layer_of(parse_frame("f (abd/q/xy.py:1)")) != "kernel-io"
+
+
+def test_attribute_of_an_endless_device_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`wsprof attribute /dev/zero` reads a bounded amount and says why it stopped."""
+    from wsprof.profiling import folded
+
+    monkeypatch.setattr(folded, "MAX_FOLDED_BYTES", 1 << 20)
+    with pytest.raises(WsprofError, match="larger than 1 MiB"):
+        folded.read_folded("/dev/zero")

@@ -386,7 +386,8 @@ def _add_compare(sub: Any) -> None:
         help="compare two results (scenario or micro JSON)",
         description="Compare two wsprof.scenario/1 results (µs/message and throughput per "
         "variant, flagging changes larger than both runs' spread) or two wsprof.micro/1 "
-        "results (row by row).",
+        "results (row by row). Exit status: 0 no significant change, 1 a regression, "
+        "2 bad input, 3 undecided (a variant measured in one window cannot show significance).",
     )
     compare.add_argument("baseline", type=Path)
     compare.add_argument("candidate", type=Path)

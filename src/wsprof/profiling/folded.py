@@ -249,14 +249,24 @@ def parse_folded(text: str, source: str | None = None) -> list[Stack]:
     return stacks
 
 
+#: py-spy's raw output of a long native recording stays far below this.
+MAX_FOLDED_BYTES = 2 << 30
+
+
 def read_folded(path: Path | str) -> list[Stack]:
     """Read and parse a folded file; errors name the file and the line."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8", errors="replace")
+        with p.open("rb") as f:
+            # Bounded: a device or a runaway file must end in one line, not fill memory.
+            data = f.read(MAX_FOLDED_BYTES + 1)
     except OSError as exc:
         raise WsprofError(f"cannot read folded stacks {p}: {exc.strerror or exc}") from exc
-    return parse_folded(text, source=str(p))
+    if len(data) > MAX_FOLDED_BYTES:
+        raise WsprofError(
+            f"{p}: larger than {MAX_FOLDED_BYTES >> 20} MiB; not a py-spy recording wsprof reads"
+        )
+    return parse_folded(data.decode("utf-8", errors="replace"), source=str(p))
 
 
 _PROCESS_HEAD_RE = re.compile(r'process (\d+):"(.*)"\Z', re.DOTALL)
