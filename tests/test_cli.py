@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,20 @@ def test_importing_the_cli_and_building_the_parser_stay_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["['wsprof.cli']", "[]"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["micro", "--quick", "--layer", "json", "--json", "/proc/x.json"],
+        ["client-bench", "--quick", "--json", "/proc/x.json"],
+    ],
+)
+def test_long_commands_check_the_json_path_before_measuring(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    assert cli.main(argv) == 2
+    assert time.monotonic() - started < 5  # refused before any measuring
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["wsprof: error: cannot write /proc/x.json: No such file or directory"]

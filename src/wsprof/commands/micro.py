@@ -8,7 +8,7 @@ import time
 from wsprof.micro.catalog import Row, not_applicable, select_rows
 from wsprof.micro.harness import FULL, QUICK, run_rows
 from wsprof.report.console import make_console
-from wsprof.report.jsonout import write_json
+from wsprof.report.jsonout import check_json_target, write_json
 from wsprof.report.micro import micro_document, print_micro
 from wsprof.report.progress import progress_bar
 
@@ -16,6 +16,8 @@ from wsprof.report.progress import progress_bar
 def run(args: argparse.Namespace) -> int:
     """Run the micro rows; the JSON file appears only once every row has a result."""
     rows = select_rows(args.layer, args.payload)
+    if args.json is not None:
+        check_json_target(args.json)
     notes = not_applicable(args.layer, args.payload)
     settings = QUICK if args.quick else FULL
     started = time.monotonic()
