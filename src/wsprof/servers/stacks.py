@@ -82,7 +82,11 @@ def _worker_count(value: str) -> str | None:
 
 
 WORKERS = Option("1", check=_worker_count, help=f"1 to {MAX_WORKERS} processes")
-GREEN_SOCKETIO = {"serializer": SERIALIZER, "ping_interval": PING_INTERVAL, "ping_timeout": PING_TIMEOUT}
+GREEN_SOCKETIO = {
+    "serializer": SERIALIZER,
+    "ping_interval": PING_INTERVAL,
+    "ping_timeout": PING_TIMEOUT,
+}
 
 STACKS: dict[str, Stack] = {
     stack.name: stack
@@ -152,7 +156,7 @@ STACKS: dict[str, Stack] = {
         Stack(
             "quart-socketio",
             "socketio",
-            "Quart behind python-socketio's ASGIApp, on uvicorn or hypercorn",
+            "Quart behind python-socketio's ASGIApp, on uvicorn or hypercorn (whose WebSocket is always wsproto: ws applies to uvicorn only)",
             {
                 "server": ASGI_SERVER,
                 "loop": LOOP,
