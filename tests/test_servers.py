@@ -290,6 +290,19 @@ def test_fastapi_with_two_uvicorn_workers_is_one_tree_torn_down_whole() -> None:
     assert wait_gone(pids, timeout=2.0) == []
 
 
+def test_flask_socketio_run_still_makes_the_calls_our_stacks_make() -> None:
+    """The flask-socketio stacks repeat ``socketio.run``'s server calls on a pre-bound socket:
+    if Flask-SocketIO changes them, the stacks must follow."""
+    import inspect
+
+    from flask_socketio import SocketIO
+
+    source = " ".join(inspect.getsource(SocketIO.run).split())
+    assert "eventlet.wsgi.server(eventlet_socket, app, log_output=log_output, **kwargs)" in source
+    assert "pywsgi.WSGIServer((host, port), app, log=log, **kwargs)" in source
+    assert "if not log_output: log = None" in source  # log_output defaults to app.debug
+
+
 def test_shipped_scenarios_run_the_framework_stacks() -> None:
     matrix = load_scenario("stack-matrix")
     assert [v.stack for v in matrix.variants] == [
