@@ -384,13 +384,29 @@ def _add_compare(sub: Any) -> None:
     compare = sub.add_parser(
         "compare",
         help="compare two results (scenario or micro JSON)",
-        description="Compare two wsprof.scenario/1 results (µs/message and throughput per "
-        "variant, flagging changes larger than both runs' spread) or two wsprof.micro/1 "
-        "results (row by row). Exit status: 0 no significant change, 1 a regression, "
-        "2 bad input, 3 undecided (a variant measured in one window cannot show significance).",
+        description="Compare two wsprof.scenario/1 results (server CPU µs/message per "
+        "variant with an exact Mann-Whitney test over the measurement windows; each layer's "
+        "share with a two-proportion test over the profiled samples, Holm-corrected; "
+        "'not significant' within noise, p < 0.05 otherwise) or two wsprof.micro/1 results "
+        "(row by row). Results from different environments (Python, packages, CPUs, pinning) "
+        "are refused unless --force. Exit status: 0 no significant regression, 1 a "
+        "regression, 2 bad input or different environments, 3 undecided (too few windows: "
+        "one, or fewer than 4+4, cannot reach p < 0.05).",
     )
     compare.add_argument("baseline", type=Path)
     compare.add_argument("candidate", type=Path)
+    compare.add_argument(
+        "--fail-above",
+        type=_non_negative_float,
+        metavar="PCT",
+        help="exit 1 only for a variant significantly slower by more than PCT %% of server "
+        "CPU per message (a CI gate); default: any significant slowdown",
+    )
+    compare.add_argument(
+        "--force",
+        action="store_true",
+        help="compare results from different environments (the differences are noted)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

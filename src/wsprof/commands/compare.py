@@ -1,8 +1,10 @@
 """``wsprof compare``: two results side by side; exit 1 when the candidate regressed.
 
-Exit status for scenario results: 0 no variant slower beyond the spread, 1 a
-regression, 3 undecided (a comparable variant has only one window in either
-run, which cannot show significance), 2 unusable input.
+Exit status for scenario results: 0 no variant significantly slower (with
+``--fail-above PCT``: none significantly slower by more than PCT %), 1 a
+regression, 3 undecided (a comparable variant has too few windows in either
+run for the test to reach significance), 2 unusable input, or results from
+different environments without ``--force``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from wsprof.report.compare import (
     ONE_WINDOW_NOTE,
     check_document,
     check_pair,
+    compare_layers,
     compare_micro,
     compare_scenarios,
+    env_differences,
+    layer_table,
     micro_table,
     regressions,
     scenario_table,
@@ -54,10 +59,24 @@ def _load(path: Path) -> dict[str, Any]:
     return check_document(doc, str(path))
 
 
+def _check_environments(a: dict[str, Any], b: dict[str, Any], force: bool) -> None:
+    """Refuse results measured on different software or hardware unless forced; say what."""
+    diffs = env_differences(a, b)
+    if not diffs:
+        return
+    what = "; ".join(diffs)
+    if not force:
+        raise WsprofError(
+            f"the results come from different environments ({what}); --force compares anyway"
+        )
+    note(f"comparing results from different environments (--force): {what}")
+
+
 def run(args: argparse.Namespace) -> int:
     """Micro results print row by row (exit 0); scenario results exit 1 on a regression."""
     a, b = _load(args.baseline), _load(args.candidate)
     check_pair(a, b)
+    _check_environments(a, b, args.force)
     console = make_console()
     if a["schema"] == "wsprof.micro/1":
         title = f"wsprof micro: {args.baseline} → {args.candidate}"
@@ -65,8 +84,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     changes = compare_scenarios(a, b)
     console.print(scenario_table(changes, f"{a['scenario']}: {args.baseline} → {args.candidate}"))
+    layers = compare_layers(changes)
+    if layers:
+        console.print(layer_table(layers, "layers: share of the profiled samples, A → B"))
     if undecided(changes):
         note(ONE_WINDOW_NOTE)
-    if regressions(changes):
+    if regressions(changes, args.fail_above):
         return 1
     return UNDECIDED_EXIT if undecided(changes) else 0
