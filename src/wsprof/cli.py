@@ -264,6 +264,13 @@ def _add_load(sub: Any) -> None:
     load.add_argument(
         "--json", type=Path, metavar="PATH", help="write the result as wsprof.load/1 JSON"
     )
+    load.add_argument(
+        "--hgrm",
+        type=Path,
+        metavar="PATH",
+        help="write the latency histogram in HdrHistogram's percentile-distribution format "
+        "(.hgrm, milliseconds), for HdrHistogram's plotter",
+    )
 
 
 def _add_client_bench(sub: Any) -> None:
@@ -293,6 +300,13 @@ def _add_scenarios(sub: Any) -> None:
     )
     scenario.add_argument("--quick", action="store_true", help="short windows, one repeat")
     scenario.add_argument("--json", type=Path, metavar="PATH", help="write wsprof.scenario/1 JSON")
+    scenario.add_argument(
+        "--hgrm",
+        type=Path,
+        metavar="DIR",
+        help="write latency histograms in HdrHistogram's percentile-distribution format "
+        "(milliseconds) into DIR: VARIANT.hgrm (open loop) and VARIANT-capacity.hgrm per variant",
+    )
     scenario.add_argument(
         "--out",
         type=Path,

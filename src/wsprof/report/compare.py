@@ -354,19 +354,25 @@ ENV_KEYS = (
 """Facts of the ``env`` block that must match for two results to compare (with ``packages``)."""
 
 
+def _packages(env: dict[str, Any]) -> dict[str, Any]:
+    packages = env.get("packages")
+    return packages if isinstance(packages, dict) else {}
+
+
 def env_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """What differs between the environments of two results, one phrase each (empty: same)."""
     env_a, env_b = a.get("env"), b.get("env")
     if not isinstance(env_a, dict) or not isinstance(env_b, dict):
-        missing = " and ".join(n for n, e in (("A", env_a), ("B", env_b)) if not isinstance(e, dict))
+        missing = " and ".join(
+            n for n, e in (("A", env_a), ("B", env_b)) if not isinstance(e, dict)
+        )
         return [f"no env block in {missing}"]
     diffs = [
         f"{key} {env_a.get(key)!r:.40} vs {env_b.get(key)!r:.40}"
         for key in ENV_KEYS
         if env_a.get(key) != env_b.get(key)
     ]
-    pkg_a = env_a.get("packages") if isinstance(env_a.get("packages"), dict) else {}
-    pkg_b = env_b.get("packages") if isinstance(env_b.get("packages"), dict) else {}
+    pkg_a, pkg_b = _packages(env_a), _packages(env_b)
     for name in sorted(set(pkg_a) | set(pkg_b)):
         if pkg_a.get(name) != pkg_b.get(name):
             diffs.append(f"{name} {pkg_a.get(name)} vs {pkg_b.get(name)}")
