@@ -41,6 +41,11 @@ def _highest(idx: int, max_ns: int) -> int:
     return min(lower + width - 1, max_ns) if max_ns else lower + width - 1
 
 
+def _middle(idx: int, min_ns: int, max_ns: int) -> int:
+    lower, width = bucket_bounds(idx)
+    return max(min_ns, min(lower + width // 2, max_ns))
+
+
 def _steps(buckets: list[tuple[int, int]], total: int) -> Iterator[tuple[int, float, int]]:
     """(bucket index, percentile level, count up to it), as HdrHistogram's PercentileIterator."""
     level = 0.0
@@ -70,7 +75,9 @@ def hgrm_text(histogram: Mapping[str, Any]) -> str:
             lines.append(f"{value:12.3f} {level / 100.0:2.12f} {seen:10d} {inverse:14.2f}")
         else:
             lines.append(f"{value:12.3f} {1.0:2.12f} {seen:10d}")
-    mids = [(bucket_bounds(i)[0] + bucket_bounds(i)[1] // 2, n) for i, n in buckets]
+    # Each bucket counts at its middle value, kept within the recorded min and max.
+    low = int(histogram.get("min_ns", 0))
+    mids = [(_middle(i, low, max_ns), n) for i, n in buckets]
     mean = sum(v * n for v, n in mids) / total if total else 0.0
     var = sum(n * (v - mean) ** 2 for v, n in mids) / total if total else 0.0
     lines += [
