@@ -16,7 +16,7 @@ from servers import stack
 
 from wsprof.cli import main
 from wsprof.client.histogram import NBUCKETS, PyHistogram, bucket_bounds
-from wsprof.report.hgrm import hgrm_text
+from wsprof.report.hgrm import hgrm_text, write_scenario_hgrm
 
 HEADER = "       Value     Percentile TotalCount 1/(1-Percentile)"
 ROW = re.compile(r"^ *(\d+\.\d{3}) (\d\.\d{12}) +(\d+)(?: +(\d+\.\d{2}|Infinity))?$")
@@ -139,3 +139,19 @@ def test_a_scenario_hgrm_target_that_is_a_file_fails_before_running(
     assert main(["scenario", "socketio-framing", "--quick", "--hgrm", str(target)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("wsprof: error: --hgrm") and err.count("\n") == 1, err
+
+
+def test_a_scenario_writes_one_open_loop_and_one_capacity_file_per_variant(tmp_path: Path) -> None:
+    from test_analysis import _record  # the hand-made record analysis is tested on
+
+    written = write_scenario_hgrm(tmp_path / "h", _record())
+    assert sorted(p.name for p in written) == [
+        "raw-capacity.hgrm",
+        "raw.hgrm",
+        "sio-capacity.hgrm",
+        "sio.hgrm",
+    ]  # the variant that failed to start has no windows, so no file
+    raw = parse_hgrm((tmp_path / "h" / "raw.hgrm").read_text())
+    assert raw["total"] == 40 and raw["max_ms"] == pytest.approx(0.080)
+    assert parse_hgrm((tmp_path / "h" / "raw-capacity.hgrm").read_text())["total"] == 50
+    assert parse_hgrm((tmp_path / "h" / "sio-capacity.hgrm").read_text())["total"] == 0

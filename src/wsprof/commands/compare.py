@@ -34,6 +34,10 @@ from wsprof.report.console import make_console, note
 MAX_BYTES = 64 * 1024 * 1024
 """A result larger than this is not one wsprof wrote (and /dev/zero must not hang)."""
 UNDECIDED_EXIT = 3
+LAYER_TITLE = (
+    "layers: share of the one profiled window's samples, A → B (binomial test: it sees "
+    "sampling noise, not run-to-run noise, so a layer verdict never sets the exit status)"
+)
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -86,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(scenario_table(changes, f"{a['scenario']}: {args.baseline} → {args.candidate}"))
     layers = compare_layers(changes)
     if layers:
-        console.print(layer_table(layers, "layers: share of the profiled samples, A → B"))
+        console.print(layer_table(layers, LAYER_TITLE))
     if undecided(changes):
         note(ONE_WINDOW_NOTE)
     if regressions(changes, args.fail_above):
