@@ -147,7 +147,8 @@ def test_micro_rows_compare_where_both_measured() -> None:
 
 def test_documents_are_checked() -> None:
     assert check_document(BASELINE, "a.json") is BASELINE
-    for bad in ([], {"schema": "wsprof.load/1"}, {"variants": []}):
+    bad_docs: list[Any] = [[], {"schema": "wsprof.load/1"}, {"variants": []}]
+    for bad in bad_docs:
         with pytest.raises(WsprofError, match=r"a\.json: not a wsprof result"):
             check_document(bad, "a.json")
     with pytest.raises(WsprofError, match=r"cannot compare a wsprof\.scenario/1 result with"):
@@ -295,3 +296,13 @@ def test_layers_are_tested_by_their_samples(capsys: pytest.CaptureFixture[str]) 
     console.print(layer_table(list(layers.values()), "t"))
     text = console.export_text()
     assert "30.0% [" in text and "15.0% [" in text and "smaller share" in text
+
+
+def test_throughput_is_tested_where_both_results_list_its_windows() -> None:
+    a, b = variant("sio", 40.0, 1.0, 15_000), variant("sio", 40.0, 1.0, 9_000)
+    (change,) = compare_scenarios(scenario(a), scenario(b))
+    assert change.throughput_p is None and change.verdict == "not significant"
+    a["throughput"], b["throughput"] = spread(15_000, 100), spread(9_000, 100)
+    (change,) = compare_scenarios(scenario(a), scenario(b))
+    assert change.throughput_p == pytest.approx(2 / 252)
+    assert change.verdict == "not significant"  # the verdict is server CPU per message

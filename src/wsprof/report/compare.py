@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from rich.markup import escape
 from rich.table import Table
@@ -149,6 +149,16 @@ def _values(spread: dict[str, Any]) -> list[float]:
     return [float(x) for x in spread["values"]]
 
 
+def _has_values(spread: Any) -> TypeGuard[dict[str, Any]]:
+    """A summary with numeric per-window values (``throughput`` is optional in a result)."""
+    if not isinstance(spread, dict) or not isinstance(spread.get("values"), list):
+        return False
+    values = spread["values"]
+    return bool(values) and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in values
+    )
+
+
 def window_p(a: dict[str, Any], b: dict[str, Any]) -> float:
     """Exact Mann-Whitney p over the per-window values of two ``server_cpu`` summaries."""
     return mann_whitney_p(_values(a), _values(b))
@@ -178,6 +188,15 @@ class VariantChange:
     @property
     def throughput_change_pct(self) -> float:
         return self._change("throughput_msgs_per_s")
+
+    @property
+    def throughput_p(self) -> float | None:
+        """The same test over the windows' msgs/s, where both results list them (information)."""
+        assert self.before is not None
+        before, after = self.before.get("throughput"), self.after.get("throughput")
+        if not (_has_values(before) and _has_values(after)):
+            return None
+        return mann_whitney_p(_values(before), _values(after))
 
     @property
     def window_counts(self) -> tuple[int, int]:
@@ -243,12 +262,12 @@ def undecided(changes: Sequence[VariantChange]) -> int:
 
 def scenario_table(changes: Sequence[VariantChange], title: str) -> Table:
     table = Table(title=escape(title))
-    columns = ("variant", "server CPU µs/msg", "change", "p", "msgs/s", "change", "verdict")
+    columns = ("variant", "server CPU µs/msg", "change", "p", "msgs/s", "change", "p ", "verdict")
     for col in columns:
         table.add_column(col, justify="left" if col in ("variant", "verdict") else "right")
     for c in changes:
         if c.before is None or not c.comparable:
-            table.add_row(escape(c.name), "-", "-", "-", "-", "-", c.verdict)
+            table.add_row(escape(c.name), "-", "-", "-", "-", "-", "-", c.verdict)
             continue
         old, new = c.before, c.after
         table.add_row(
@@ -258,6 +277,7 @@ def scenario_table(changes: Sequence[VariantChange], title: str) -> Table:
             f"{c.p_value:.3f}" if c.windows > 1 else "-",
             f"{old['throughput_msgs_per_s']:,.0f} → {new['throughput_msgs_per_s']:,.0f}",
             f"{c.throughput_change_pct:+.1f}%",
+            "-" if c.windows < 2 or (tp := c.throughput_p) is None else f"{tp:.3f}",
             c.verdict,
         )
     return table
