@@ -22,6 +22,8 @@ HEADER = "       Value     Percentile TotalCount 1/(1-Percentile)"
 ROW = re.compile(r"^ *(\d+\.\d{3}) (\d\.\d{12}) +(\d+)(?: +(\d+\.\d{2}|Infinity))?$")
 MEAN = re.compile(r"^#\[Mean    = +(\d+\.\d{3}), StdDeviation   = +(\d+\.\d{3})\]$")
 MAX = re.compile(r"^#\[Max     = +(\d+\.\d{3}), Total count    = +(\d+)\]$")
+# The line pattern of hdr-plot (a common plotter of wrk2 and HdrHistogram output).
+HDR_PLOT = re.compile(r"\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)")
 BUCKETS = re.compile(r"^#\[Buckets = +(\d+), SubBuckets     = +(\d+)\]$")
 
 
@@ -59,6 +61,8 @@ def _check(text: str, hist: dict[str, Any]) -> dict[str, Any]:
     assert values == sorted(values) and levels == sorted(levels) and counts == sorted(counts)
     assert levels[0] == 0.0 and levels[-1] == 1.0 and counts[-1] == total
     assert rows[-1][3] is None  # the 100 % line has no 1/(1-Percentile)
+    plotted = [m.groups() for m in map(HDR_PLOT.match, text.splitlines()) if m]
+    assert [float(g[1]) for g in plotted] == levels[:-1]
     for _, level, count, inverse in rows[:-1]:
         assert count / total >= level - 1e-12  # a level is reported once the count reaches it
         assert float(inverse) == pytest.approx(1 / (1 - level), rel=1e-5, abs=0.006)
