@@ -306,3 +306,12 @@ def test_throughput_is_tested_where_both_results_list_its_windows() -> None:
     (change,) = compare_scenarios(scenario(a), scenario(b))
     assert change.throughput_p == pytest.approx(2 / 252)
     assert change.verdict == "not significant"  # the verdict is server CPU per message
+
+
+def test_a_contended_run_is_noted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    busy = {**BASELINE, "contention": {"detected": True, "variants": ["orjson"]}}
+    a, b = _write(tmp_path / "a.json", BASELINE), _write(tmp_path / "b.json", busy)
+    assert main(["compare", a, b]) == 0
+    err = capsys.readouterr().err
+    assert "b.json: other processes shared the machine during orjson" in err
+    assert "a.json" not in err

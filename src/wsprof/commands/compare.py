@@ -76,6 +76,15 @@ def _check_environments(a: dict[str, Any], b: dict[str, Any], force: bool) -> No
     note(f"comparing results from different environments (--force): {what}")
 
 
+def _note_contention(doc: dict[str, Any], path: Path) -> None:
+    """A run that shared the machine says so; its windows are noisier, its verdicts weaker."""
+    contention = doc.get("contention")
+    if isinstance(contention, dict) and contention.get("detected"):
+        names = contention.get("variants")
+        which = ", ".join(map(str, names)) if isinstance(names, list) else "some variants"
+        note(f"{path}: other processes shared the machine during {which}")
+
+
 def run(args: argparse.Namespace) -> int:
     """Micro results print row by row (exit 0); scenario results exit 1 on a regression."""
     a, b = _load(args.baseline), _load(args.candidate)
@@ -91,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     layers = compare_layers(changes)
     if layers:
         console.print(layer_table(layers, LAYER_TITLE))
+    for doc, path in ((a, args.baseline), (b, args.candidate)):
+        _note_contention(doc, path)
     if undecided(changes):
         note(ONE_WINDOW_NOTE)
     if regressions(changes, args.fail_above):
