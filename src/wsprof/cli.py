@@ -264,6 +264,13 @@ def _add_load(sub: Any) -> None:
     load.add_argument(
         "--json", type=Path, metavar="PATH", help="write the result as wsprof.load/1 JSON"
     )
+    load.add_argument(
+        "--hgrm",
+        type=Path,
+        metavar="PATH",
+        help="write the latency histogram in HdrHistogram's percentile-distribution format "
+        "(.hgrm, milliseconds), for HdrHistogram's plotter",
+    )
 
 
 def _add_client_bench(sub: Any) -> None:
@@ -293,6 +300,13 @@ def _add_scenarios(sub: Any) -> None:
     )
     scenario.add_argument("--quick", action="store_true", help="short windows, one repeat")
     scenario.add_argument("--json", type=Path, metavar="PATH", help="write wsprof.scenario/1 JSON")
+    scenario.add_argument(
+        "--hgrm",
+        type=Path,
+        metavar="DIR",
+        help="write latency histograms in HdrHistogram's percentile-distribution format "
+        "(milliseconds) into DIR: VARIANT.hgrm (open loop) and VARIANT-capacity.hgrm per variant",
+    )
     scenario.add_argument(
         "--out",
         type=Path,
@@ -384,13 +398,29 @@ def _add_compare(sub: Any) -> None:
     compare = sub.add_parser(
         "compare",
         help="compare two results (scenario or micro JSON)",
-        description="Compare two wsprof.scenario/1 results (µs/message and throughput per "
-        "variant, flagging changes larger than both runs' spread) or two wsprof.micro/1 "
-        "results (row by row). Exit status: 0 no significant change, 1 a regression, "
-        "2 bad input, 3 undecided (a variant measured in one window cannot show significance).",
+        description="Compare two wsprof.scenario/1 results (server CPU µs/message per "
+        "variant with an exact Mann-Whitney test over the measurement windows; each layer's "
+        "share with a two-proportion test over the profiled samples, Holm-corrected; "
+        "'not significant' within noise, p < 0.05 otherwise) or two wsprof.micro/1 results "
+        "(row by row). Results from different environments (Python, packages, CPUs, pinning) "
+        "are refused unless --force. Exit status: 0 no significant regression, 1 a "
+        "regression, 2 bad input or different environments, 3 undecided (too few windows: "
+        "one, or fewer than 4+4, cannot reach p < 0.05).",
     )
     compare.add_argument("baseline", type=Path)
     compare.add_argument("candidate", type=Path)
+    compare.add_argument(
+        "--fail-above",
+        type=_non_negative_float,
+        metavar="PCT",
+        help="exit 1 only for a variant significantly slower by more than PCT %% of server "
+        "CPU per message (a CI gate); default: any significant slowdown",
+    )
+    compare.add_argument(
+        "--force",
+        action="store_true",
+        help="compare results from different environments (the differences are noted)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
