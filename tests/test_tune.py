@@ -191,7 +191,7 @@ def test_the_projection_scales_the_attributed_json_layer() -> None:
 
 def test_a_quick_run_on_user_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     samples = tmp_path / "samples.jsonl"
-    samples.write_text('{"type": "chat", "text": "hello", "n": 1}\n{"id": %d}\n' % BIG)
+    samples.write_text(f'{{"type": "chat", "text": "hello", "n": 1}}\n{{"id": {BIG}}}\n')
     scenario = tmp_path / "scenario.json"
     scenario.write_text(
         json.dumps(

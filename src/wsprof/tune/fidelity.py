@@ -119,7 +119,7 @@ def check_sample(codec: Codec, value: Any) -> tuple[str | None, Any]:
     dumps, loads = codec.build()
     try:
         wire = dumps(encode_input(codec, value))
-    except Exception as exc:  # noqa: BLE001 - any failure is the finding
+    except Exception as exc:  # any failure is the finding
         where = suspect(value)
         return f"dumps raises {_error(exc)}" + (f" (at {where})" if where else ""), None
     if codec.wire == "json":
@@ -129,7 +129,7 @@ def check_sample(codec: Codec, value: Any) -> tuple[str | None, Any]:
             return str(exc) if "JSON.parse" in str(exc) else f"not JSON: {_error(exc)}", wire
     try:
         back = _decoded_value(codec, loads(wire))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # any failure is the finding
         where = suspect(value)
         return f"loads raises {_error(exc)}" + (f" (at {where})" if where else ""), wire
     return difference(value, back), wire
