@@ -53,7 +53,7 @@ def parse_samples(text: str, source: str = "samples") -> list[Sample]:
             if not whole:
                 raise WsprofError(f"{source}: the JSON array holds no samples")
             return _bounded(source, [Sample(f"#{i + 1}", v) for i, v in enumerate(whole)])
-    samples = []
+    samples: list[Sample] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue

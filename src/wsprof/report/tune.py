@@ -16,6 +16,13 @@ def _ns(value: float | None) -> str:
     return "-" if value is None else format_ns(value)
 
 
+def _compatible(result: dict[str, Any], count: int) -> str:
+    if result["compatible"]:
+        return "yes"
+    timed = result.get("samples_timed", count)
+    return "[red]no[/] (see below)" + (f"; timed on {timed} of {count}" if timed < count else "")
+
+
 def tune_table(doc: dict[str, Any]) -> Table:
     """One row per serializer: ns per message, bytes on the wire, compatible or not."""
     samples = doc["samples"]
@@ -24,7 +31,7 @@ def tune_table(doc: dict[str, Any]) -> Table:
         "(ns per message, pyperf median)",
         title_justify="left",
     )
-    for name in ("serializer", "wire", "dumps", "loads", "dumps+loads", "vs json", "bytes"):
+    for name in ("serializer", "wire", "dumps", "loads", "dumps+loads", "speedup vs json", "bytes"):
         table.add_column(name, justify="left" if name in ("serializer", "wire") else "right")
     table.add_column("compatible")
     base = next((cost_ns(r) for r in doc["results"] if r["serializer"] == "json"), None)
@@ -36,9 +43,9 @@ def tune_table(doc: dict[str, Any]) -> Table:
             _ns(r["dumps_ns"]),
             _ns(r["loads_ns"]),
             _ns(cost),
-            f"{base / cost:.2f}x faster" if base and cost else "-",
+            f"{base / cost:.2f}x" if base and cost else "-",
             "-" if r["bytes"] is None else f"{r['bytes']:.0f}",
-            "yes" if r["compatible"] else f"[red]no[/] ({len(r['problems'])} problem lines)",
+            _compatible(r, samples["count"]),
         )
     return table
 
@@ -51,7 +58,10 @@ def print_tune(console: Console, doc: dict[str, Any]) -> None:
             console.print(f"[red]{r['serializer']}[/]: {escape(problem)}", soft_wrap=True)
     rec = doc["recommendation"]
     if rec is None:
-        console.print("no serializer round-trips every sample: keep the default json")
+        console.print(
+            "no serializer round-trips every sample unchanged: the values named above are what "
+            "to change in your messages (or keep them off the wire) before switching"
+        )
     else:
         speedup = rec["speedup_vs_json"]
         faster = f" ({speedup:.2f}x json's dumps+loads)" if speedup else ""

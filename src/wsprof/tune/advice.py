@@ -24,6 +24,10 @@ def dumps(obj, **kwargs):
     return _encode(obj).decode()"""
 
 NO_CLIENT_CHANGE = "none: the wire stays JSON text, which every Socket.IO client reads"
+NO_INT_GUARD = (
+    "; note: engineio's default loads refuses integers of over 100 digits (a CPU-exhaustion "
+    "guard); this loads accepts thousands of digits"
+)
 
 CONFIGS: dict[str, dict[str, str]] = {
     "json": {
@@ -41,11 +45,11 @@ CONFIGS: dict[str, dict[str, str]] = {
     },
     "msgspec": {
         "server": _SHIM_MSGSPEC + "\n\nsocketio.AsyncServer(json=msgspec_json)",
-        "client": NO_CLIENT_CHANGE,
+        "client": NO_CLIENT_CHANGE + NO_INT_GUARD,
     },
     "ujson": {
         "server": "import ujson\nsocketio.AsyncServer(json=ujson)",
-        "client": NO_CLIENT_CHANGE + ' (ujson writes "/" as "\\/", still JSON)',
+        "client": NO_CLIENT_CHANGE + ' (ujson writes "/" as "\\/", still JSON)' + NO_INT_GUARD,
     },
     "msgpack": {
         "server": 'socketio.AsyncServer(serializer="msgpack")',

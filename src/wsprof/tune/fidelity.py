@@ -137,7 +137,7 @@ def check_sample(codec: Codec, value: Any) -> tuple[str | None, Any]:
 
 def check(codec: Codec, samples: Sequence[Sample]) -> list[str]:
     """Problems of ``codec`` on ``samples``, one line each naming the sample; empty if none."""
-    problems = []
+    problems: list[str] = []
     failing = 0
     for sample in samples:
         problem, _ = check_sample(codec, sample.value)

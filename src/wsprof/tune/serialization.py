@@ -71,6 +71,9 @@ def measure(
                 "dumps_spread_ns": dumps["spread_ns"] if dumps else None,
                 "loads_ns": loads["ns_per_op"] if loads else None,
                 "loads_spread_ns": loads["spread_ns"] if loads else None,
+                # p10 tracks the uncontended cost on a shared host (see wsprof micro's note).
+                "dumps_p10_ns": dumps["p10_ns"] if dumps else None,
+                "loads_p10_ns": loads["p10_ns"] if loads else None,
                 "bytes": checked[name]["bytes"],
                 "compatible": not checked[name]["problems"],
                 "problems": checked[name]["problems"],
