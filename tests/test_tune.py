@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 from wsprof.cli import main
 from wsprof.errors import WsprofError
 from wsprof.micro.catalog import Row, all_rows
-from wsprof.micro.samples import MAX_BYTES, Sample, parse_samples, shipped_samples
+from wsprof.micro.samples import (
+    MAX_BYTES,
+    Sample,
+    load_samples,
+    parse_samples,
+    shipped_samples,
+)
 from wsprof.micro.serializers import CODECS
 from wsprof.tune import advice, fidelity
 
@@ -110,6 +116,19 @@ def test_a_2_pow_70_integer_is_flagged_where_it_breaks() -> None:
         and "$.id: int beyond 64 bits" in orjson_problem
     )
     assert "$.id" in _problems("msgpack", sample)[0]
+
+
+def test_integers_javascript_rounds_are_a_client_note() -> None:
+    samples = [Sample("a", {"ok": 2**53 - 1}), Sample("b", {"xs": [1, -(2**60)]}), Sample("c", BIG)]
+    (note,) = fidelity.client_notes(samples)
+    assert note.startswith("sample b (and 1 more samples): $.xs[1] is an integer beyond 2^53")
+    assert fidelity.client_notes(samples[:1]) == []
+
+
+def test_a_byte_order_mark_is_not_json(tmp_path: Path) -> None:
+    path = tmp_path / "bom.json"
+    path.write_bytes(b'\xef\xbb\xbf[{"a": 1}]')
+    assert [s.value for s in load_samples(path)] == [{"a": 1}]
 
 
 @pytest.mark.parametrize("constant", [math.nan, math.inf, -math.inf])
@@ -242,6 +261,7 @@ def test_a_quick_run_on_user_samples(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert doc["projection"]["variants"][0]["saving_us_per_msg"] is not None
     printed = capsys.readouterr().out
     assert "best compatible choice" in printed and "int beyond 64 bits" in printed
+    assert doc["client_notes"] and "$.id is an integer beyond 2^53" in doc["client_notes"][0]
 
 
 @pytest.mark.parametrize(

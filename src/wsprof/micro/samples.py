@@ -81,7 +81,7 @@ def load_samples(path: Path) -> list[Sample]:
             data = f.read(MAX_BYTES + 1)
         if len(data) > MAX_BYTES:
             raise WsprofError(f"samples {path}: larger than {MAX_BYTES // 2**20} MiB")
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # an editor's BOM is not part of the JSON
     except (OSError, UnicodeDecodeError) as exc:
         raise WsprofError(f"cannot read samples {path}: {exc}") from None
     return parse_samples(text, str(path))

@@ -56,6 +56,8 @@ def print_tune(console: Console, doc: dict[str, Any]) -> None:
     for r in doc["results"]:
         for problem in r["problems"]:
             console.print(f"[red]{r['serializer']}[/]: {escape(problem)}", soft_wrap=True)
+    for line in doc.get("client_notes", []):
+        console.print(f"[yellow]note:[/] {escape(line)}", soft_wrap=True)
     rec = doc["recommendation"]
     if rec is None:
         console.print(

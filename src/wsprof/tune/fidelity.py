@@ -99,6 +99,38 @@ def suspect(value: Any, path: str = "$") -> str | None:
     return None
 
 
+JS_SAFE_INT = 2**53 - 1  # Number.MAX_SAFE_INTEGER
+
+
+def js_unsafe_int(value: Any, path: str = "$") -> str | None:
+    """The first integer a JavaScript client's JSON.parse would round (beyond 2^53), or None."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > JS_SAFE_INT:
+        return path
+    children: Any = ()
+    if isinstance(value, dict):
+        children = ((_key_path(path, k), v) for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        children = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    for child_path, child in children:
+        found = js_unsafe_int(child, child_path)
+        if found:
+            return found
+    return None
+
+
+def client_notes(samples: Sequence[Sample]) -> list[str]:
+    """What no server-side choice fixes: integers a browser reads as rounded floats."""
+    unsafe = [(s.label, where) for s in samples if (where := js_unsafe_int(s.value))]
+    if not unsafe:
+        return []
+    label, where = unsafe[0]
+    more = f" (and {len(unsafe) - 1} more samples)" if len(unsafe) > 1 else ""
+    return [
+        f"sample {label}{more}: {where} is an integer beyond 2^53; JavaScript clients parse it "
+        "as a rounded float whatever the server's serializer (send it as a string)"
+    ]
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"writes {name}, which is not JSON: a browser's JSON.parse rejects the packet")
 

@@ -102,6 +102,7 @@ def document(
             "bytes": "mean bytes per Socket.IO packet, WebSocket frame header excluded",
         },
         "results": results,
+        "client_notes": fidelity.client_notes(samples),
         "recommendation": advice.recommendation(results),
         "projection": advice.projection(scenario, results) if scenario is not None else None,
         "harness": harness,
