@@ -102,6 +102,33 @@ def test_serializer_rows_are_not_in_wsprof_micro() -> None:
     )
 
 
+@pytest.mark.parametrize("name", list(CODECS))
+def test_codecs_write_what_python_socketio_writes(name: str) -> None:
+    """The timed calls are python-socketio's own: same bytes as its Packet classes."""
+    import engineio.json
+    import ujson
+    from socketio import msgpack_packet, packet
+
+    from wsprof.micro.serializers import encode_input, wire_bytes
+    from wsprof.servers import orjson_shim
+
+    codec = CODECS[name]
+    dumps, _ = codec.build()
+    for sample in shipped_samples():
+        wire = dumps(encode_input(codec, sample.value))
+        if name == "msgpack":
+            ours = msgpack_packet.MsgPackPacket(
+                packet.EVENT, data=["message", sample.value], namespace="/"
+            ).encode()
+            assert wire == ours and wire_bytes(codec, wire) == len(ours)
+            continue
+        module = {"orjson-shim": orjson_shim, "ujson": ujson}.get(name, engineio.json)
+        klass = type("P", (packet.Packet,), {"json": module})
+        ours = "4" + klass(packet.EVENT, data=["message", sample.value], namespace="/").encode()
+        assert json.loads(wire) == json.loads(ours[2:])
+        assert wire_bytes(codec, wire) == len(ours.encode())
+
+
 def _problems(name: str, *values: Any) -> list[str]:
     return fidelity.check(CODECS[name], [Sample(f"s{i}", v) for i, v in enumerate(values)])
 

@@ -12,6 +12,10 @@ from wsprof.report.micro import format_ns
 from wsprof.tune.advice import cost_ns
 
 
+def _size(n: int) -> str:
+    return f"{n} B" if n < 10_000 else f"{n / 1024:.0f} KiB"
+
+
 def _ns(value: float | None) -> str:
     return "-" if value is None else format_ns(value)
 
@@ -27,8 +31,9 @@ def tune_table(doc: dict[str, Any]) -> Table:
     """One row per serializer: ns per message, bytes on the wire, compatible or not."""
     samples = doc["samples"]
     table = Table(
-        title=f"wsprof tune serialization: {samples['count']} samples from {samples['source']} "
-        "(ns per message, pyperf median)",
+        title=f"wsprof tune serialization: {samples['count']} samples from {samples['source']}, "
+        f"{_size(samples['min_bytes'])} to {_size(samples['max_bytes'])} "
+        "(ns per message, pyperf median; a mean over the samples)",
         title_justify="left",
     )
     for name in ("serializer", "wire", "dumps", "loads", "dumps+loads", "speedup vs json", "bytes"):

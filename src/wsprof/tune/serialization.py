@@ -8,6 +8,7 @@ timed on the rest (and marked incompatible).
 
 from __future__ import annotations
 
+import json
 import statistics
 import tempfile
 from collections.abc import Sequence
@@ -83,6 +84,13 @@ def measure(
     return results
 
 
+def _sizes(samples: Sequence[Sample]) -> dict[str, int]:
+    """Smallest and largest sample (compact JSON bytes): a mean per message over a wide
+    range is mostly the largest messages' cost, which the reader should know."""
+    sizes = [len(json.dumps(s.value, separators=(",", ":"), default=repr)) for s in samples]
+    return {"min_bytes": min(sizes), "max_bytes": max(sizes)}
+
+
 def document(
     results: list[dict[str, Any]],
     source: str,
@@ -96,7 +104,7 @@ def document(
     return {
         "schema": SCHEMA_ID,
         "command": "tune serialization",
-        "samples": {"source": source, "count": len(samples)},
+        "samples": {"source": source, "count": len(samples), **_sizes(samples)},
         "units": {
             "dumps_ns": "ns per message, pyperf median (mean over the samples)",
             "bytes": "mean bytes per Socket.IO packet, WebSocket frame header excluded",
