@@ -207,6 +207,9 @@ def test_the_recommendation_is_the_cheapest_compatible_with_its_client_change() 
     assert rec["speedup_vs_json"] == pytest.approx(6000 / 1600)
     assert 'serializer="msgpack"' in rec["server"] and "socket.io-msgpack-parser" in rec["client"]
     assert rec["without_client_change"]["serializer"] == "ujson"
+    assert rec["within_noise"] == []
+    results[2] |= {"dumps_spread_ns": 200, "loads_spread_ns": 200}
+    assert advice.recommendation(results)["within_noise"] == ["ujson"]
     assert "json=ujson" in rec["without_client_change"]["server"]
 
 

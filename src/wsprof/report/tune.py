@@ -73,6 +73,11 @@ def print_tune(console: Console, doc: dict[str, Any]) -> None:
         speedup = rec["speedup_vs_json"]
         faster = f" ({speedup:.2f}x json's dumps+loads)" if speedup else ""
         console.print(f"\n[bold]best compatible choice: {rec['serializer']}[/]{faster}")
+        if rec.get("within_noise"):
+            console.print(
+                f"within this run's spread of it: {', '.join(rec['within_noise'])} "
+                "(their order is noise here; any of them will do, or rerun on a quiet machine)"
+            )
         console.print(escape(rec["server"]), highlight=False)
         console.print(f"client change: {escape(rec['client'])}", soft_wrap=True)
         alt = rec.get("without_client_change")

@@ -81,6 +81,24 @@ def best(results: Sequence[dict[str, Any]], wire: str | None = None) -> dict[str
     return min(candidates, key=lambda r: cost_ns(r) or 0.0, default=None)
 
 
+def _spread_ns(result: dict[str, Any]) -> float:
+    return float((result.get("dumps_spread_ns") or 0.0) + (result.get("loads_spread_ns") or 0.0))
+
+
+def within_noise(results: Sequence[dict[str, Any]], choice: dict[str, Any]) -> list[str]:
+    """Compatible serializers whose dumps+loads is within both spreads (MAD) of ``choice``'s:
+    on a contended host the order among them is not a finding."""
+    best_cost = cost_ns(choice) or 0.0
+    return [
+        r["serializer"]
+        for r in results
+        if r is not choice
+        and r["compatible"]
+        and (cost := cost_ns(r)) is not None
+        and cost - best_cost <= _spread_ns(r) + _spread_ns(choice)
+    ]
+
+
 def recommendation(results: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The best choice with its configuration, and the best JSON-wire one when they differ."""
     choice = best(results)
@@ -92,6 +110,7 @@ def recommendation(results: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
         "serializer": choice["serializer"],
         **CONFIGS[choice["serializer"]],
         "speedup_vs_json": (baseline / cost) if baseline and (cost := cost_ns(choice)) else None,
+        "within_noise": within_noise(results, choice),
     }
     json_choice = best(results, wire="json")
     if choice["wire"] != "json" and json_choice is not None:
