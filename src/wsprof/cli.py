@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("wsprof.commands.diff", "run"),
     "profile": ("wsprof.commands.profile", "run"),
     "compare": ("wsprof.commands.compare", "run"),
+    "tune": ("wsprof.commands.tune", "run"),
 }
 """Subcommand -> (module, function taking the parsed arguments and returning the exit code)."""
 
@@ -48,6 +49,7 @@ wsprof: where do the microseconds of one real-time message go?
   wsprof diff A.folded B.folded      differential flamegraph, per message
   wsprof profile --pid PID           record and attribute a running server
   wsprof compare A.json B.json       compare two scenario or micro results
+  wsprof tune serialization          pick python-socketio's serializer on your own messages
 """
 
 
@@ -423,6 +425,42 @@ def _add_compare(sub: Any) -> None:
     )
 
 
+def _add_tune(sub: Any) -> None:
+    tune = sub.add_parser(
+        "tune",
+        help="measure a configuration choice on your own messages",
+        description="wsprof tune serialization: dumps and loads ns per message, bytes on the "
+        "wire and round-trip fidelity of each serializer python-socketio can use, on your "
+        "messages; then the configuration of the best compatible one.",
+    )
+    what = tune.add_subparsers(dest="choice", metavar="CHOICE", required=True)
+    serialization = what.add_parser(
+        "serialization",
+        help="json, a reused encoder, orjson, msgspec, ujson, msgpack",
+        description="Time each serializer as python-socketio calls it (pyperf workers), check "
+        "that every sample round-trips unchanged, and print the python-socketio configuration "
+        "of the fastest compatible one.",
+    )
+    serialization.add_argument(
+        "--samples",
+        type=Path,
+        metavar="FILE",
+        help="your messages: one JSON array, or JSON lines (default: the shipped JSON payloads)",
+    )
+    serialization.add_argument(
+        "--scenario-result",
+        type=Path,
+        metavar="JSON",
+        help="a wsprof.scenario/1 result: project the server CPU saving from its json layer",
+    )
+    serialization.add_argument(
+        "--quick", action="store_true", help="rough and fast (fewer processes and values)"
+    )
+    serialization.add_argument(
+        "--json", type=Path, metavar="PATH", help="write results as wsprof.tune/1 JSON"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole parser; its subcommands are exactly the keys of :data:`COMMANDS`."""
     from wsprof.micro.catalog import LAYERS as MICRO_LAYERS
@@ -437,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_micro, _add_load, _add_client_bench, _add_scenarios, _add_profiling):
         add(sub)
     _add_compare(sub)
+    _add_tune(sub)
     return parser
 
 
