@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "profile": ("wsprof.commands.profile", "run"),
     "compare": ("wsprof.commands.compare", "run"),
     "tune": ("wsprof.commands.tune", "run"),
+    "report": ("wsprof.commands.report", "run"),
 }
 """Subcommand -> (module, function taking the parsed arguments and returning the exit code)."""
 
@@ -50,6 +51,7 @@ wsprof: where do the microseconds of one real-time message go?
   wsprof profile --pid PID           record and attribute a running server
   wsprof compare A.json B.json       compare two scenario or micro results
   wsprof tune serialization          pick python-socketio's serializer on your own messages
+  wsprof report RESULT.json          render a scenario result's report.html again
 """
 
 
@@ -461,6 +463,25 @@ def _add_tune(sub: Any) -> None:
     )
 
 
+def _add_report(sub: Any) -> None:
+    report = sub.add_parser(
+        "report",
+        help="render a scenario result's report.html again",
+        description="Render the self-contained HTML report (results, latency curves, layers, "
+        "interactive flamegraphs, budget, closure, environment) from a wsprof.scenario/1 "
+        "result; flamegraphs come from the folded recordings the result names.",
+    )
+    report.add_argument("result", type=Path, help="a wsprof.scenario/1 JSON file")
+    report.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="default: report.html in the run directory, else RESULT.html",
+    )
+    report.add_argument("--rules", type=Path, metavar="FILE", help=_rules_help())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole parser; its subcommands are exactly the keys of :data:`COMMANDS`."""
     from wsprof.micro.catalog import LAYERS as MICRO_LAYERS
@@ -476,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
         add(sub)
     _add_compare(sub)
     _add_tune(sub)
+    _add_report(sub)
     return parser
 
 

@@ -4,7 +4,7 @@
 same files beside a py-spy folded recording (an SVG flamegraph coloured by
 layer, a speedscope profile); writing them through one function keeps their
 names, titles and formats the same everywhere. A scenario adds differential
-flamegraphs and its JSON result (:func:`write_scenario_outputs`).
+flamegraphs, its report.html and its JSON result (:func:`write_scenario_outputs`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from wsprof.profiling.flamegraph import write_diff_flamegraph, write_flamegraph
 from wsprof.profiling.folded import Stack
 from wsprof.profiling.layers import RuleSet
 from wsprof.profiling.speedscope import write_speedscope
+from wsprof.report.html import scenario_html
 from wsprof.report.jsonout import write_json
 from wsprof.scenario.files import file_component
 
@@ -63,6 +64,27 @@ class ScenarioArtifacts:
     profiles: dict[str, ProfileArtifacts]
     diffs: dict[str, Path]  # each profiled variant against the first one
     json: Path | None
+    html: Path | None
+
+
+def write_report(path: Path, text: str) -> None:
+    """Write a report page whole or not at all (a half-written page would look complete)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise WsprofError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def report_path(result: dict[str, Any], json_path: Path | None) -> Path | None:
+    """report.html in the run directory; beside the JSON when no run directory was made."""
+    out_dir = result["profiling"].get("out_dir")
+    if out_dir:
+        return Path(out_dir) / "report.html"
+    return None if json_path is None else json_path.with_suffix(".html")
 
 
 def write_scenario_outputs(
@@ -72,11 +94,11 @@ def write_scenario_outputs(
     rules: RuleSet,
     json_path: Path | None = None,
 ) -> ScenarioArtifacts:
-    """Write a scenario's flamegraphs, speedscope profiles and diffs, then its JSON.
+    """Write a scenario's flamegraphs, speedscope profiles, diffs and report.html, then its JSON.
 
     ``result`` is analysis' wsprof.scenario/1 document; each profiled variant's
-    ``flamegraphs`` entry (its folded file) gains the paths written here, so the
-    JSON written last names every file.
+    ``flamegraphs`` entry (its folded file) gains the paths written here and
+    ``report_html`` names the page, so the JSON written last names every file.
     """
     scenario = result["scenario"]
     profiles: dict[str, ProfileArtifacts] = {}
@@ -112,6 +134,10 @@ def write_scenario_outputs(
             raise WsprofError(f"cannot write {out}: {exc.strerror or exc}") from exc
         v["flamegraphs"]["diff_svg"] = str(out)
         diffs[v["name"]] = out
+    html = report_path(result, json_path)
+    if html is not None:
+        result["report_html"] = str(html)
+        write_report(html, scenario_html(result, stacks, rules))
     if json_path is not None:
         write_json(json_path, result)
-    return ScenarioArtifacts(profiles, diffs, json_path)
+    return ScenarioArtifacts(profiles, diffs, json_path, html)
