@@ -14,7 +14,7 @@ from wsprof.profiling.pyspy import check_target, record
 from wsprof.report.attribution import attribution_table, printable
 from wsprof.report.console import make_console, note
 from wsprof.report.jsonout import check_json_target, write_json
-from wsprof.report.outputs import write_profile_artifacts
+from wsprof.report.outputs import write_profile_artifacts, write_profile_report
 
 _CMDLINE_SHOWN = 120
 
@@ -71,17 +71,18 @@ def run(args: argparse.Namespace) -> int:
             f"PID {args.pid}: {reason} in {args.duration:g} s (recording kept in {rec.path}); "
             "is the server under load?"
         )
-    files = write_profile_artifacts(
-        stacks,
-        rec.path,
-        title=f"wsprof: PID {args.pid}, {args.duration:g} s at {args.rate_hz} Hz",
-        rules=rules,
+    title = f"wsprof: PID {args.pid}, {args.duration:g} s at {args.rate_hz} Hz"
+    files = write_profile_artifacts(stacks, rec.path, title=title, rules=rules)
+    page = write_profile_report(
+        {**result.to_json(), "env": environment()}, stacks, rec.path, title=title, rules=rules
     )
     console = make_console()
     console.print(_describe(args.pid, procs), markup=False, highlight=False)
     console.print(attribution_table(result, title=f"layers of PID {args.pid}"))
     console.print(
-        f"wrote {files.folded}, {files.svg}, {files.speedscope}", markup=False, highlight=False
+        f"wrote {files.folded}, {files.svg}, {files.speedscope}, {page}",
+        markup=False,
+        highlight=False,
     )
     if args.json is not None:
         target = {

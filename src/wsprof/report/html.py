@@ -17,7 +17,7 @@ from typing import Any
 
 from wsprof.profiling.folded import Stack
 from wsprof.profiling.layers import RuleSet, layer_colour
-from wsprof.report.html_charts import colour, latency_chart, layer_bars, wilson
+from wsprof.report.html_charts import latency_chart, layer_bars, wilson
 from wsprof.report.html_flame import diff_data, flame_data
 
 US = "µs/msg"
@@ -54,7 +54,7 @@ def _page(title: str, body: Sequence[str], colours: Mapping[str, str]) -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         # No network, ever: the page is opened from disk and must not phone anywhere.
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">"
         f"<title>{_e(title)}</title><style>{_asset('report.css')}</style></head><body>\n"
         + "\n".join(body)
@@ -162,7 +162,11 @@ def _results(doc: Mapping[str, Any]) -> str:
         f"connection; latency: open loop at {(doc.get('latency_rate_msgs_per_s') or 0):,.0f} "
         "msgs/s for every variant, timed from intended send times."
     )
-    return '<h2 id="results">Results</h2>' + _table(head, rows, "results") + f'<p class="note">{note}</p>'
+    return (
+        '<h2 id="results">Results</h2>'
+        + _table(head, rows, "results")
+        + f'<p class="note">{note}</p>'
+    )
 
 
 def _latency(doc: Mapping[str, Any]) -> str:
@@ -203,9 +207,7 @@ def _layers(doc: Mapping[str, Any], colours: Mapping[str, str]) -> str:
                 continue
             lo, hi = wilson(entry["share"], v["profile_samples"])
             cpu = v["server_cpu_us_per_msg"]
-            row.append(
-                f"{entry['us_per_msg']:.1f} <small>[{lo * cpu:.1f}–{hi * cpu:.1f}]</small>"
-            )
+            row.append(f"{entry['us_per_msg']:.1f} <small>[{lo * cpu:.1f}–{hi * cpu:.1f}]</small>")
         for v in prof[1:]:
             row.append(_num((v.get("layer_deltas_us") or {}).get(n), "+.1f"))
         rows.append(row)
@@ -228,11 +230,15 @@ def _flames(
     prof = [v for v in _ok(doc) if v.get("layers")]
     if not prof:
         return ""
-    out = ['<h2 id="flamegraphs">Flamegraphs</h2><p class="note">Width = server CPU µs per '
-           "message; colour = layer; click a frame to zoom, type to search, hover for values."
-           "</p>"]
+    out = [
+        '<h2 id="flamegraphs">Flamegraphs</h2><p class="note">Width = server CPU µs per '
+        "message; colour = layer; click a frame to zoom, type to search, hover for values."
+        "</p>"
+    ]
     per_sample = {
-        v["name"]: v["server_cpu_us_per_msg"] / v["profile_samples"] if v["profile_samples"] else 0.0
+        v["name"]: v["server_cpu_us_per_msg"] / v["profile_samples"]
+        if v["profile_samples"]
+        else 0.0
         for v in prof
     }
     graphs: list[tuple[str, dict[str, Any]]] = []
@@ -292,7 +298,14 @@ def _budget(doc: Mapping[str, Any]) -> str:
         )
     if not rows:
         return ""
-    head = ["variant", "p50", "server work", "of which top layers", "client+kernel floor", "waiting"]
+    head = [
+        "variant",
+        "p50",
+        "server work",
+        "of which top layers",
+        "client+kernel floor",
+        "waiting",
+    ]
     return (
         '<h2 id="budget">Latency budget of the median round trip (µs, at the offered rate)</h2>'
         + _table(head, rows)

@@ -84,10 +84,13 @@ def latency_chart(title: str, series: Sequence[tuple[str, int, Mapping[str, floa
         "(log scale: each step is one more nine)</text>"
     )
     for name, idx, lat in points:
+        keys = [k for k, _ in PERCENTILES if k in lat]
         pts = [(x(_nines(p)), y(lat[k])) for k, p in PERCENTILES if k in lat]
         path = " ".join(f"{px:.1f},{py:.1f}" for px, py in pts)
         c = colour(idx)
-        out.append(f'<polyline class="curve" points="{path}" fill="none" stroke="{c}" stroke-width="2"/>')
+        out.append(
+            f'<polyline class="curve" points="{path}" fill="none" stroke="{c}" stroke-width="2"/>'
+        )
         if pts and "max" in lat:
             mx, my = x(_MAX_X), y(lat["max"])
             out.append(
@@ -95,8 +98,8 @@ def latency_chart(title: str, series: Sequence[tuple[str, int, Mapping[str, floa
                 f'stroke="{c}" stroke-width="1.5" stroke-dasharray="4 3"/>'
             )
             pts.append((mx, my))
-        keys = [k for k, _ in PERCENTILES if k in lat] + (["max"] if "max" in lat else [])
-        for (px, py), k in zip(pts, keys):
+            keys.append("max")
+        for (px, py), k in zip(pts, keys, strict=True):
             out.append(
                 f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="{c}"><title>{_e(name)} {k}: '
                 f"{lat[k]:,.0f} µs</title></circle>"

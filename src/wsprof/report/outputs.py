@@ -19,7 +19,7 @@ from wsprof.profiling.flamegraph import write_diff_flamegraph, write_flamegraph
 from wsprof.profiling.folded import Stack
 from wsprof.profiling.layers import RuleSet
 from wsprof.profiling.speedscope import write_speedscope
-from wsprof.report.html import scenario_html
+from wsprof.report.html import profile_html, scenario_html
 from wsprof.report.jsonout import write_json
 from wsprof.scenario.files import file_component
 
@@ -55,6 +55,15 @@ def write_profile_artifacts(
     except OSError as exc:
         raise WsprofError(f"cannot write beside {folded}: {exc.strerror or exc}") from exc
     return artifacts
+
+
+def write_profile_report(
+    doc: dict[str, Any], stacks: Sequence[Stack], folded: Path, *, title: str, rules: RuleSet
+) -> Path:
+    """``wsprof profile``'s report.html (an attribution/1 document) beside its recording."""
+    path = folded.with_suffix(".report.html")
+    write_report(path, profile_html(doc, stacks, rules, title))
+    return path
 
 
 @dataclass(frozen=True)
