@@ -54,11 +54,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("html")
     (tmp / "tiny.toml").write_text(TINY)
     result = tmp / "result.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "wsprof", "scenario", str(tmp / "tiny.toml"), "--quick"]
-        + ["--out", str(tmp / "out"), "--json", str(result)],
-        capture_output=True,
-        text=True,
+    proc = _wsprof(
+        *("scenario", str(tmp / "tiny.toml"), "--quick"),
+        *("--out", str(tmp / "out"), "--json", str(result)),
         timeout=240,
     )
     assert proc.returncode == 0, proc.stderr
@@ -104,7 +102,7 @@ def _stacks(v: dict[str, Any]) -> list[Any]:
 def test_text_from_files_cannot_close_a_script_or_open_a_tag(run: dict[str, Any]) -> None:
     doc = json.loads(json.dumps(run))
     doc["variants"][1]["name"] = "</script><img src=x onerror=alert(1)>"
-    hostile = parse_folded('evil (</script><b>x</b>.py:1);f (a.py:2) 5\n')
+    hostile = parse_folded("evil (</script><b>x</b>.py:1);f (a.py:2) 5\n")
     stacks = {doc["variants"][0]["name"]: hostile, doc["variants"][1]["name"]: hostile}
     text = scenario_html(doc, stacks, default_rules())
     assert "<img" not in text and "<b>" not in text
@@ -131,9 +129,9 @@ def test_report_renders_again_from_the_result_file(run: dict[str, Any], tmp_path
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
 
 
-def _wsprof(*args: str) -> subprocess.CompletedProcess[str]:
+def _wsprof(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "wsprof", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "wsprof", *args], capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -195,9 +193,7 @@ def test_the_report_renders_in_chromium(run: dict[str, Any], browser: Any) -> No
     first.find_element(By.CSS_SELECTOR, ".fg-search").send_keys("websocket")
     assert "µs/msg" in first.find_element(By.CSS_SELECTOR, ".fg-matched").text
     assert first.find_elements(By.CSS_SELECTOR, ".fg-frame.fg-hit")
-    browser.execute_script(
-        "arguments[0].dispatchEvent(new MouseEvent('mouseenter'))", frames[-1]
-    )
+    browser.execute_script("arguments[0].dispatchEvent(new MouseEvent('mouseenter'))", frames[-1])
     assert "µs/msg" in first.find_element(By.CSS_SELECTOR, ".fg-details").text
     deep = max(frames, key=lambda f: int(f.value_of_css_property("bottom").rstrip("px")))
     browser.execute_script("arguments[0].click()", deep)
