@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from wsprof.profiling.attribute import attribute
 from wsprof.profiling.folded import parse_folded
 from wsprof.profiling.layers import default_rules
-from wsprof.report.html import answer, scenario_html
+from wsprof.report.html import answer, profile_html, scenario_html
 from wsprof.report.html_flame import diff_data, flame_data
 
 CHROMIUM = "/usr/bin/chromium"
@@ -224,3 +225,22 @@ def _colours(browser: Any, png_base64: str) -> int:
         png_base64,
     )
     return count
+
+
+def test_the_profile_report_renders_in_chromium(browser: Any, tmp_path: Path) -> None:
+    """`wsprof profile`'s page: shares of samples, one flamegraph, the same scripts."""
+    from selenium.webdriver.common.by import By
+
+    fixture = Path(__file__).parent / "fixtures" / "folded" / "layers.folded"
+    stacks = parse_folded(fixture.read_text())
+    rules = default_rules()
+    doc = {**attribute(stacks, rules).to_json(), "env": {"python": "3.11"}}
+    page = tmp_path / "pid1.report.html"
+    page.write_text(profile_html(doc, stacks, rules, "wsprof: PID 1"), encoding="utf-8")
+    browser.get(page.as_uri())
+    layers = browser.find_elements(By.CSS_SELECTOR, "table.layers")[0].text
+    assert "json" in layers and "websocket-protocol" in layers
+    graph = browser.find_elements(By.CSS_SELECTOR, ".fg")
+    assert len(graph) == 1 and graph[0].get_attribute("data-rendered") == "1"
+    errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+    assert errors == []
