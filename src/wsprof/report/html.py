@@ -42,10 +42,18 @@ def _num(value: Any, fmt: str, suffix: str = "") -> str:
     return "–" if value is None else f"{format(value, fmt)}{suffix}"
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
-    """A table of already escaped cells."""
-    h = "".join(f"<th>{c}</th>" for c in head)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+def _table(
+    head: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "", text: Sequence[int] = (0,)
+) -> str:
+    """A table of already escaped cells; the ``text`` columns align left, numbers right."""
+
+    def cell(tag: str, i: int, c: str) -> str:
+        return f'<{tag} class="l">{c}</{tag}>' if i in text else f"<{tag}>{c}</{tag}>"
+
+    h = "".join(cell("th", i, c) for i, c in enumerate(head))
+    body = "".join(
+        "<tr>" + "".join(cell("td", i, c) for i, c in enumerate(r)) + "</tr>" for r in rows
+    )
     return f'<table class="{cls}"><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>'
 
 
@@ -308,7 +316,7 @@ def _budget(doc: Mapping[str, Any]) -> str:
     ]
     return (
         '<h2 id="budget">Latency budget of the median round trip (µs, at the offered rate)</h2>'
-        + _table(head, rows)
+        + _table(head, rows, "budget", text=(0, 3))
     )
 
 
@@ -331,7 +339,7 @@ def _closure(doc: Mapping[str, Any]) -> str:
     note = doc["profiling"].get("closure_note")
     return (
         '<h2 id="closure">Closure: attributed vs the <code>wsprof micro</code> prediction</h2>'
-        + _table(head, rows)
+        + _table(head, rows, "closure", text=(0, 1, 5))
         + (f'<p class="note">{_e(note)}</p>' if note else "")
     )
 
@@ -369,7 +377,7 @@ def _overhead(doc: Mapping[str, Any]) -> str:
     ]
     return (
         '<h2 id="overhead">Profiler overhead</h2>'
-        + _table(head, rows)
+        + _table(head, rows, "overhead")
         + f'<p class="note">py-spy at {_e(prof.get("rate_hz"))} Hz, '
         f"{'native' if prof.get('native') else 'Python frames only'}, non-blocking.</p>"
     )

@@ -74,6 +74,7 @@
         el.style.left = (anc ? 0 : (n.x - focus.x) * scale) + "%";
         el.style.width = pct + "%";
         el.style.opacity = anc ? "0.55" : "1";
+        el.style.color = pct * width / 100 < 28 ? "transparent" : "";
         var hit = lower && n.name.toLowerCase().indexOf(lower) >= 0;
         el.classList.toggle("fg-hit", !!hit);
         if (hit && !anc) {
