@@ -19,6 +19,7 @@ from wsprof.profiling.folded import parse_folded
 from wsprof.profiling.layers import default_rules
 from wsprof.report.html import answer, profile_html, scenario_html
 from wsprof.report.html_flame import diff_data, flame_data
+from wsprof.report.outputs import write_scenario_outputs
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -128,6 +129,21 @@ def test_report_renders_again_from_the_result_file(run: dict[str, Any], tmp_path
     bad.write_text('{"schema": "wsprof.scenario/1", "variants": [{"status": "ok"}]}')
     proc = _wsprof("report", str(bad))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_without_a_run_directory_the_report_goes_beside_the_json(
+    run: dict[str, Any], tmp_path: Path
+) -> None:
+    """--no-profile makes no run directory: the page goes beside the result instead."""
+    doc = json.loads(json.dumps(run))
+    doc["profiling"]["out_dir"] = None
+    for v in doc["variants"]:
+        for key in ("flamegraphs", "layers", "closure", "latency_budget"):
+            v.pop(key, None)
+    files = write_scenario_outputs(doc, {}, rules=default_rules(), json_path=tmp_path / "r.json")
+    assert files.html == tmp_path / "r.html" and doc["report_html"] == str(files.html)
+    text = files.html.read_text(encoding="utf-8")
+    assert "starlette-raw" in text and 'id="flamegraphs"' not in text
 
 
 def _wsprof(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
