@@ -38,6 +38,7 @@
     var graph = box.querySelector(".fg-graph"), details = box.querySelector(".fg-details");
     var search = box.querySelector(".fg-search"), reset = box.querySelector(".fg-reset");
     var matched = box.querySelector(".fg-matched"), focus = root, term = "";
+    var frag = document.createDocumentFragment();  // one insertion: one layout, not one per frame
     graph.style.height = (maxDepth + 1) * ROW + "px";
     nodes.forEach(function (n) {
       var el = document.createElement("div");
@@ -48,9 +49,10 @@
       el.addEventListener("click", function () { focus = n; draw(); });
       el.addEventListener("mouseenter", function () { details.textContent = describe(n); });
       el.addEventListener("mouseleave", function () { details.textContent = "\u00a0"; });
-      graph.appendChild(el);
+      frag.appendChild(el);
       n.el = el;
     });
+    graph.appendChild(frag);
 
     function describe(n) {
       var share = root.w ? " (" + (100 * n.w / root.w).toFixed(1) + "%)" : "";
