@@ -246,7 +246,9 @@ def render_scenario(doc: dict[str, Any], console: Console) -> None:
     if prof["enabled"] and not prof["available"]:
         console.print(f"[bold yellow]attribution unavailable:[/] {_text(prof['note'])}")
     elif prof["enabled"]:
-        console.print(f"flamegraphs: {_text(prof['out_dir'])}/ (open the .svg files in a browser)")
+        console.print(f"flamegraphs: {_text(prof['out_dir'])}/")
+    if doc.get("report_html"):
+        console.print(f"report: {_text(doc['report_html'])} (open it in a browser)")
     bound = [v["name"] for v in doc["variants"] if v.get("client_bound")]
     if bound:
         console.print(
