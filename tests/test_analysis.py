@@ -21,7 +21,7 @@ from wsprof.profiling.folded import Stack, parse_folded
 from wsprof.profiling.layers import default_rules, rules_from_text
 from wsprof.report.outputs import write_scenario_outputs
 from wsprof.report.scenario import layer_names, render_scenario
-from wsprof.scenario.analysis import analyse, latency_budget
+from wsprof.scenario.analysis import analyse, latency_budget, latency_curve, merged_latency
 from wsprof.scenario.files import LoadPlan, Variant
 from wsprof.scenario.record import RecordFormatError, ScenarioRecord, VariantRun, Window
 
@@ -307,3 +307,15 @@ def test_the_outputs_step_writes_every_file_and_names_it_in_the_result(tmp_path:
     assert "flamegraphs" not in broken
     jsonschema.validate(doc, SCHEMA)  # complete once the outputs step named its files
     assert json.loads(out.read_text()) == doc
+
+
+def test_latency_curve_runs_hdr_steps_from_p50_to_max() -> None:
+    windows = [_window("latency", 4, 0.001, 100, 200, 300, 4000)]
+    curve = latency_curve(windows)
+    percentiles = [q for q, _ in curve]
+    assert percentiles[0] == 50.0 and percentiles[1] == 75.0 and percentiles[-1] == 100.0
+    assert len(percentiles) == 14 and percentiles == sorted(percentiles)
+    values = [v for _, v in curve]
+    assert values == sorted(values)
+    assert values[-1] == pytest.approx(merged_latency(windows)["max"])
+    assert latency_curve([]) == []

@@ -199,6 +199,8 @@ def test_the_report_renders_in_chromium(run: dict[str, Any], browser: Any) -> No
     for layer in ("websocket-protocol", "event-loop", "socketio-dispatch", "json"):
         assert layer in layers
     assert len(css(By.CSS_SELECTOR, "polyline.curve")) == 2 * len(VARIANTS)  # open loop, capacity
+    curve = css(By.CSS_SELECTOR, "polyline.curve")[0].get_attribute("points") or ""
+    assert len(curve.split()) >= 13  # the full HDR curve, not five summary points
     assert len(css(By.CSS_SELECTOR, "rect.seg")) >= len(VARIANTS)
     graphs = css(By.CSS_SELECTOR, ".fg")
     assert len(graphs) == len(VARIANTS) + 1  # one per variant and the differential one

@@ -184,10 +184,19 @@ def _latency(doc: Mapping[str, Any]) -> str:
     rate = doc.get("latency_rate_msgs_per_s") or 0
     return (
         '<h2 id="latency">Latency percentiles</h2><div class="charts">'
-        + latency_chart(f"open loop at {rate:,.0f} msgs/s (the server's own)", open_loop)
-        + latency_chart("closed loop at capacity (queueing)", capacity)
-        + '</div><p class="note">Points are the result\'s p50, p90, p99, p99.9 and max per '
-        "variant (wsprof's HDR histogram summaries), on HdrHistogram's percentile axis.</p>"
+        + latency_chart(
+            f"open loop at {rate:,.0f} msgs/s (the server's own)",
+            open_loop,
+            {n: v.get("latency_curve_us") or [] for n, _, v in indexed},
+        )
+        + latency_chart(
+            "closed loop at capacity (queueing)",
+            capacity,
+            {n: v.get("latency_at_capacity_curve_us") or [] for n, _, v in indexed},
+        )
+        + '</div><p class="note">Curves run through HdrHistogram\'s percentile steps (50%, '
+        "75%, 87.5%, ... 99.99%) of every window's merged histogram; points mark p50, p90, "
+        "p99, p99.9 and max.</p>"
     )
 
 

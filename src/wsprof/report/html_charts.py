@@ -46,8 +46,16 @@ def _us(v: float) -> str:
     return f"{v:g} µs"
 
 
-def latency_chart(title: str, series: Sequence[tuple[str, int, Mapping[str, float]]]) -> str:
-    """Percentile curves (log percentile axis, log latency axis), one per (name, colour, summary)."""
+def latency_chart(
+    title: str,
+    series: Sequence[tuple[str, int, Mapping[str, float]]],
+    curves: Mapping[str, Sequence[Sequence[float]]] | None = None,
+) -> str:
+    """Percentile curves (log percentile axis, log latency axis), one per (name, colour, summary).
+
+    ``curves`` (name -> [[percentile, µs], ...], the result's full HDR curve) draws the
+    line through every step; the summary points stay as the hover targets.
+    """
     w, h, left, right, top, bottom = 560, 300, 64, 16, 28, 44
     points = [s for s in series if s[2]]
     if not points:
@@ -88,6 +96,9 @@ def latency_chart(title: str, series: Sequence[tuple[str, int, Mapping[str, floa
         pts = [(x(_nines(p)), y(lat[k])) for k, p in PERCENTILES if k in lat]
         path = " ".join(f"{px:.1f},{py:.1f}" for px, py in pts)
         c = colour(idx)
+        full = [(q, v) for q, v in (curves or {}).get(name, []) if q < 100.0]
+        if full:
+            path = " ".join(f"{x(_nines(q / 100.0)):.1f},{y(v):.1f}" for q, v in full)
         out.append(
             f'<polyline class="curve" points="{path}" fill="none" stroke="{c}" stroke-width="2"/>'
         )

@@ -34,6 +34,22 @@ def merged_latency(windows: Iterable[Window]) -> dict[str, float]:
     return latency_summary_us(hist)
 
 
+#: HdrHistogram's percentile steps: each halves the distance to 100% (50, 75, 87.5, ...),
+#: down to 99.99%, so a curve has equal room for every "nine".
+CURVE_PERCENTILES = tuple(100.0 - 50.0 / 2**i for i in range(13))
+
+
+def latency_curve(windows: Iterable[Window]) -> list[list[float]]:
+    """[[percentile, µs], ...] of all the windows' round trips, ending at [100, max]."""
+    hist = PyHistogram()
+    for w in windows:
+        hist.merge(w.histogram)
+    if hist.total == 0:
+        return []
+    curve = [[q, hist.percentile_ns(q) / 1000.0] for q in CURVE_PERCENTILES]
+    return [*curve, [100.0, hist.max_ns / 1000.0]]
+
+
 def _sum_errors(windows: Iterable[Window]) -> dict[str, int]:
     total: dict[str, int] = {}
     for w in windows:
@@ -69,6 +85,8 @@ def _variant_figures(run: VariantRun) -> dict[str, Any]:
         # Closed-loop latency at capacity is queueing (Little's law: connections x
         # in-flight / throughput); it is what most published benchmarks quote.
         "latency_at_capacity_us": merged_latency(cap),
+        "latency_curve_us": latency_curve(lat),
+        "latency_at_capacity_curve_us": latency_curve(cap),
         "latency_windows": len(lat),
         "server_cpu_us_per_msg_at_rate": stats.median([w.server_cpu_us_per_msg for w in lat])
         if lat
