@@ -7,6 +7,7 @@ interpreter, so what is measured is what the user deploys, not a stand-in.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 import re
@@ -34,6 +35,12 @@ _WORKER_REQUIRES: dict[str, tuple[str, str]] = {
     "eventlet": ("eventlet", "eventlet"),
     "gevent": ("gevent", "gevent"),
     "uvicorn": ("uvicorn", "uvicorn"),
+}
+#: The module of gunicorn's own worker class (gunicorn 24+ no longer ships eventlet's).
+_GUNICORN_WORKER_MODULES = {
+    "eventlet": "gunicorn.workers.geventlet",
+    "gevent": "gunicorn.workers.ggevent",
+    "uvicorn": "uvicorn.workers",
 }
 MAX_WORKERS = 64
 _APP_RE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(\(\))?")
@@ -116,11 +123,37 @@ def check_installed(spec: AppSpec) -> None:
     if spec.worker is not None:
         needs.append(_WORKER_REQUIRES[spec.worker])
     for module, package in needs:
-        if importlib.util.find_spec(module) is None:
+        if not _find(module):
             what = f"{spec.server} worker {spec.worker!r}" if module != needs[0][0] else spec.server
             raise WsprofError(
                 f"{what} is not installed for {sys.executable}: pip install {package}"
             )
+    if spec.worker is not None and not _find(_GUNICORN_WORKER_MODULES[spec.worker]):
+        version = _version("gunicorn")
+        raise WsprofError(
+            f"gunicorn {version} has no {spec.worker} worker class "
+            f"({_GUNICORN_WORKER_MODULES[spec.worker]} is missing); "
+            + (
+                'for eventlet use server = "flask-socketio" (socketio.run), or a gunicorn '
+                "that still ships it"
+                if spec.worker == "eventlet"
+                else f"pip install {_WORKER_REQUIRES[spec.worker][1]}"
+            )
+        )
+
+
+def _find(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
 
 
 def _flag(key: str) -> str:

@@ -173,7 +173,10 @@ class AppServerProcess(ServerProcess):
                     raise StartupProblem(self._no_upgrade(problem.__cause__)) from None
                 self._exited("during the readiness probe")
                 if time.monotonic() >= deadline:
-                    raise
+                    raise StartupProblem(
+                        f"did not answer on {self.url} within {self.startup_timeout:g} s "
+                        f"(last try: {problem})"
+                    ) from None
             except InvalidStatus as exc:
                 raise StartupProblem(self._no_upgrade(exc)) from None
             time.sleep(0.1)
@@ -212,7 +215,9 @@ class AppServerProcess(ServerProcess):
     def _failure_message(self, reason: str) -> str:
         pid = self._proc.pid if self._proc is not None else "?"
         message = f"app {self.spec.app} on {self.stack[4:]} (pid {pid}) {reason}"
-        why = last_error_line(self.stderr_tail(80))
+        # Why it exited is in its stderr; a server that is up but refused us said it all.
+        gone = any(word in reason for word in ("exited", "died", "workers"))
+        why = last_error_line(self.stderr_tail(80)) if gone else ""
         if why and why not in reason:
             message += f": {why}"
         return message
