@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -278,3 +279,74 @@ def test_a_profiled_user_app_with_workers_is_recorded_across_its_processes(
     # Each sample's innermost process frame is the process it came from (--subprocesses).
     sampled = {pids[-1] for line in folded.splitlines() if (pids := PROCESS.findall(line))}
     assert len(sampled) >= 2, sampled  # both workers sampled
+
+
+def _alive(pids: set[int], within: float) -> set[int]:
+    deadline = time.monotonic() + within
+    while True:
+        alive = {pid for pid in pids if psutil.pid_exists(pid) and _not_zombie(pid)}
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _descendants_once_serving(proc: subprocess.Popen[str], count: int) -> set[int]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        tree = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+        if len(tree) >= count:
+            return tree
+        time.sleep(0.1)
+    raise AssertionError("the app's server tree never came up")
+
+
+def test_ctrl_c_leaves_no_server_worker_behind(tmp_path: Path) -> None:
+    path = _scenario_dir(
+        tmp_path, _variant("mine", "gunicorn", worker="uvicorn", workers=2, path="/echo")
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wsprof", "scenario", str(path), "--no-profile"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # Background jobs of a non-interactive shell (CI) ignore SIGINT: restore Ctrl-C.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        tree = _descendants_once_serving(proc, 3)  # gunicorn's master and both workers
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert not _alive(tree, within=10), "a server process outlived Ctrl-C"
+
+
+def test_a_killed_wsprof_takes_its_app_server_tree_with_it() -> None:
+    code = (
+        "import sys, time\n"
+        "from wsprof.servers.appcmd import AppSpec\n"
+        "from wsprof.servers.appserver import AppServerProcess\n"
+        f"spec = AppSpec({FASTAPI!r}, 'gunicorn', {str(APPS)!r}, worker='uvicorn', workers=2)\n"
+        "server = AppServerProcess(spec).start()\n"
+        "print(*server.pids(), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        pids = {int(pid) for pid in parent.stdout.readline().split()}
+        assert len(pids) >= 3
+        parent.kill()  # no cleanup code runs: only PR_SET_PDEATHSIG can end the server
+        parent.wait(timeout=10)
+    finally:
+        parent.kill()
+    assert not _alive(pids, within=15), "the app's server outlived wsprof"
