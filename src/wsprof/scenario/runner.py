@@ -350,8 +350,9 @@ class ScenarioRunner:
                         rate=self.rate_hz,
                         native=self.native,
                         nonblocking=True,
-                        # a worker tree (gunicorn, uvicorn --workers) works in its children
-                        subprocesses=len(server.pids()) > 1,
+                        # Worker trees (gunicorn, uvicorn --workers) work in children; and
+                        # without it py-spy writes a sample with no frames as a bare " N" line.
+                        subprocesses=True,
                     ).start()
                 )
 
