@@ -30,6 +30,7 @@ from wsprof.servers.launcher import ServerFailed
 
 APPS = Path(__file__).parent / "apps"
 FASTAPI = "user_chat.fastapi_app:app"
+FLASK = "user_chat.flask_app:app"  # Socket.IO: its "echo" event is answered by "echo"
 PROCESS = re.compile(r'process (\d+):"')
 
 PLAN = """
@@ -209,14 +210,15 @@ def test_both_gunicorn_workers_are_in_the_cpu_accounting() -> None:
         assert server.cpu_seconds() >= sum(after.values()) - 1e-9
 
 
-def test_a_user_app_scenario_under_three_servers_and_the_command_line_form(
+def test_a_user_app_scenario_under_each_server_and_the_command_line_form(
     tmp_path: Path,
 ) -> None:
     before = _app_processes()
     path = _scenario_dir(
         tmp_path,
         _variant("on-hypercorn", "hypercorn", path="/echo")
-        + _variant("on-gunicorn", "gunicorn", worker="uvicorn", workers=2, path="/echo"),
+        + _variant("on-gunicorn", "gunicorn", worker="uvicorn", workers=2, path="/echo")
+        + _variant("on-socketio-run", "flask-socketio").replace(FASTAPI, FLASK),
     )
     out = tmp_path / "result.json"
     proc = _wsprof(
@@ -239,7 +241,7 @@ def test_a_user_app_scenario_under_three_servers_and_the_command_line_form(
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
     variants = {v["name"]: v for v in doc["variants"]}
-    assert set(variants) == {"on-hypercorn", "on-gunicorn", "on-uvicorn"}
+    assert set(variants) == {"on-hypercorn", "on-gunicorn", "on-socketio-run", "on-uvicorn"}
     for v in variants.values():
         assert v["status"] == "ok", v["error"]
         assert v["throughput_msgs_per_s"] > 0

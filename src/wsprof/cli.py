@@ -325,8 +325,9 @@ def _add_scenarios(sub: Any) -> None:
 _APP_EXAMPLE = """\
 your own app, as a variant beside the scenario's (or replacing the one of that name):
   wsprof scenario socketio-framing --app mine=chat.main:app --server uvicorn --path /ws
-  wsprof scenario stack-matrix --app mine=chat.wsgi:app --server gunicorn --worker eventlet \\
-      --path /socket.io/ --quick
+  wsprof scenario stack-matrix --app mine=chat.app:app --server flask-socketio --quick
+  wsprof scenario socketio-framing --app mine=chat.main:app --server gunicorn \\
+      --worker uvicorn --workers 2 --path /ws
 MODULE:ATTR is imported from the current directory (--app-dir), by the real server program."""
 
 
