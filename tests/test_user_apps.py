@@ -352,3 +352,41 @@ def test_a_killed_wsprof_takes_its_app_server_tree_with_it() -> None:
     finally:
         parent.kill()
     assert not _alive(pids, within=15), "the app's server outlived wsprof"
+
+
+def test_failing_apps_are_one_line_each_through_the_command(tmp_path: Path) -> None:
+    before = _app_processes()
+    path = _scenario_dir(
+        tmp_path,
+        _variant("broken", "uvicorn").replace(FASTAPI, "user_chat.broken_app:app")
+        + _variant("wrong-path", "hypercorn", path="/chat"),
+    )
+    proc = _wsprof("scenario", str(path), "--no-profile", timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("wsprof: error:")]
+    assert len(errors) == 2, proc.stderr
+    assert errors[0].endswith("No module named 'user_chat.no_such_module'")
+    assert "did not upgrade GET /chat to a WebSocket (HTTP 403 Forbidden)" in errors[1]
+    assert 'try path = "/ws"' in errors[1]
+    assert _app_processes() <= before
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--app", "x=a"], "--app: must be module:attribute"),
+        (["--app", "a:b"], "--app must be NAME=MODULE:ATTR"),
+        (["--app", "x=a:b", "--server", "gunicorn"], "--worker: gunicorn needs one of"),
+        (["--app", "x=a:b", "--path", "ws"], "--path: must be a URL path"),
+        (["--app", "x=a:b", "--app-opt", "loop"], "is not of the form key=value"),
+        (["--app", "x=a:b", "--app-dir", "/nonexistent"], "is not a directory"),
+    ],
+)
+def test_bad_app_flags_are_one_line_before_anything_starts(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wsprof import cli
+
+    assert cli.main(["scenario", "socketio-framing", *flags]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert message in line

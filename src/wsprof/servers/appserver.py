@@ -15,6 +15,7 @@ import re
 import signal
 import socket
 import time
+from http import HTTPStatus
 from typing import Any
 
 import psutil
@@ -41,6 +42,13 @@ def free_port(host: str = HOST) -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def last_error_line(stderr: str) -> str:
@@ -195,7 +203,8 @@ class AppServerProcess(ServerProcess):
 
     def _no_upgrade(self, exc: Any) -> str:
         response = exc.response
-        status = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+        reason = response.reason_phrase or _phrase(response.status_code)
+        status = f"HTTP {response.status_code} {reason}".strip()
         return f"did not upgrade GET {self.spec.path} to a WebSocket ({status}); {self._suggest()}"
 
     def _suggest(self) -> str:
