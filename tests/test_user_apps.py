@@ -14,8 +14,10 @@ import signal
 import subprocess
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 
+import jsonschema
 import psutil
 import pytest
 
@@ -28,6 +30,7 @@ from wsprof.servers.appcmd import AppSpec, check_installed
 from wsprof.servers.appserver import AppServerProcess, last_error_line
 from wsprof.servers.launcher import ServerFailed
 
+SCHEMA = json.loads(resources.files("wsprof").joinpath("schemas/scenario.schema.json").read_text())
 APPS = Path(__file__).parent / "apps"
 FASTAPI = "user_chat.fastapi_app:app"
 FLASK = "user_chat.flask_app:app"  # Socket.IO: its "echo" event is answered by "echo"
@@ -218,7 +221,10 @@ def test_a_user_app_scenario_under_each_server_and_the_command_line_form(
         tmp_path,
         _variant("on-hypercorn", "hypercorn", path="/echo")
         + _variant("on-gunicorn", "gunicorn", worker="uvicorn", workers=2, path="/echo")
-        + _variant("on-socketio-run", "flask-socketio").replace(FASTAPI, FLASK),
+        + _variant("on-socketio-run", "flask-socketio").replace(FASTAPI, FLASK)
+        + _variant("on-gunicorn-gevent", "gunicorn", worker="gevent", path="/socket.io/").replace(
+            FASTAPI, "user_chat.flask_gevent_app:app"
+        ),
     )
     out = tmp_path / "result.json"
     proc = _wsprof(
@@ -240,8 +246,15 @@ def test_a_user_app_scenario_under_each_server_and_the_command_line_form(
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())
+    jsonschema.validate(doc, SCHEMA)
     variants = {v["name"]: v for v in doc["variants"]}
-    assert set(variants) == {"on-hypercorn", "on-gunicorn", "on-socketio-run", "on-uvicorn"}
+    assert set(variants) == {
+        "on-hypercorn",
+        "on-gunicorn",
+        "on-socketio-run",
+        "on-gunicorn-gevent",
+        "on-uvicorn",
+    }
     for v in variants.values():
         assert v["status"] == "ok", v["error"]
         assert v["throughput_msgs_per_s"] > 0

@@ -7,6 +7,7 @@ interpreter, so what is measured is what the user deploys, not a stand-in.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import os
@@ -14,6 +15,7 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from wsprof.errors import WsprofError
 
@@ -142,6 +144,17 @@ def check_installed(spec: AppSpec) -> None:
         )
 
 
+@functools.cache
+def _gunicorn_has_control_socket() -> bool:
+    spec = importlib.util.find_spec("gunicorn.config")
+    if spec is None or spec.origin is None:
+        return False
+    try:
+        return "--no-control-socket" in Path(spec.origin).read_text(encoding="utf-8")
+    except OSError:
+        return False
+
+
 def _find(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None
@@ -178,6 +191,11 @@ def command(spec: AppSpec, host: str, port: int) -> list[str]:
         assert spec.worker is not None
         cmd = [*py, "gunicorn", spec.app, "--bind", f"{host}:{port}"]
         cmd += ["--workers", str(spec.workers), "--worker-class", GUNICORN_WORKERS[spec.worker]]
+        if _gunicorn_has_control_socket():
+            # gunicorn 24+ opens one fixed ~/.gunicorn/gunicorn.ctl per user: two servers
+            # (variants side by side, concurrent runs) would contend for it. Not on the
+            # message path, so turning it off changes nothing measured.
+            cmd.append("--no-control-socket")
     else:
         cmd = [*py, "wsprof.servers.flask_run", spec.app, "--host", host, "--port", str(port)]
     for key, value in options.items():

@@ -225,7 +225,7 @@ class AppServerProcess(ServerProcess):
         pid = self._proc.pid if self._proc is not None else "?"
         message = f"app {self.spec.app} on {self.stack[4:]} (pid {pid}) {reason}"
         # Why it exited is in its stderr; a server that is up but refused us said it all.
-        gone = any(word in reason for word in ("exited", "died", "workers"))
+        gone = any(word in reason for word in ("exited", "died", "workers", "did not answer"))
         why = last_error_line(self.stderr_tail(80)) if gone else ""
         if why and why not in reason:
             message += f": {why}"
