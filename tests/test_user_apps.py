@@ -26,7 +26,7 @@ from wsprof.client.driver import run_load
 from wsprof.errors import WsprofError
 from wsprof.scenario.files import ScenarioFileError, parse_scenario
 from wsprof.scenario.runner import ScenarioRunner
-from wsprof.servers.appcmd import AppSpec, check_installed
+from wsprof.servers.appcmd import AppSpec, check_installed, command
 from wsprof.servers.appserver import AppServerProcess, last_error_line
 from wsprof.servers.launcher import ServerFailed
 
@@ -403,3 +403,25 @@ def test_bad_app_flags_are_one_line_before_anything_starts(
     assert cli.main(["scenario", "socketio-framing", *flags]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert message in line
+
+
+def test_the_command_lines_are_the_real_programs_from_this_interpreter() -> None:
+    def cmd(server: str, **keys: object) -> list[str]:
+        spec = AppSpec(FASTAPI, server, str(APPS), **keys)  # type: ignore[arg-type]
+        return command(spec, "127.0.0.1", 8000)
+
+    assert cmd("uvicorn", options={"loop": "uvloop"}) == [
+        sys.executable, "-m", "uvicorn", FASTAPI, "--host", "127.0.0.1", "--port", "8000",
+        "--loop", "uvloop",
+    ]  # fmt: skip
+    assert cmd("uvicorn", workers=2)[-2:] == ["--workers", "2"]
+    hyper = cmd("hypercorn", options={"loop": "uvloop"})
+    assert hyper[:4] == [sys.executable, "-m", "hypercorn", FASTAPI]
+    assert hyper[hyper.index("--worker-class") + 1] == "uvloop"
+    assert hyper[hyper.index("--bind") + 1] == "127.0.0.1:8000"
+    gunicorn = cmd("gunicorn", worker="uvicorn", workers=2)
+    assert gunicorn[2:4] == ["gunicorn", FASTAPI]
+    assert gunicorn[gunicorn.index("--worker-class") + 1] == "uvicorn.workers.UvicornWorker"
+    assert gunicorn[gunicorn.index("--workers") + 1] == "2"
+    flask = cmd("flask-socketio")
+    assert flask[2:4] == ["wsprof.servers.flask_run", FASTAPI]
