@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 
 from wsprof.cli import main
@@ -14,17 +17,29 @@ from wsprof.errors import WsprofError
 from wsprof.report.compare import (
     check_document,
     check_pair,
+    compare_layers,
     compare_micro,
     compare_scenarios,
+    layer_table,
     micro_table,
     regressions,
     scenario_table,
-    significant,
 )
+from wsprof.significance import (
+    holm,
+    mann_whitney_p,
+    min_p_value,
+    two_proportion_p,
+    wilson_interval,
+)
+
+ENV = {"python": "3.11.7", "cpu_count": 2, "server_cpu": 1, "packages": {"orjson": "3.10.0"}}
 
 
 def spread(median: float, mad: float, n: int = 5) -> dict[str, Any]:
-    return {"median": median, "mad": mad, "n": n}
+    """Windows spread evenly around ``median``: n values, MAD about ``mad``."""
+    values = [median + mad * (i - (n - 1) / 2) for i in range(n)]
+    return {"median": median, "mad": mad, "n": n, "values": values}
 
 
 def variant(
@@ -40,7 +55,12 @@ def variant(
 
 
 def scenario(*variants: dict[str, Any]) -> dict[str, Any]:
-    return {"schema": "wsprof.scenario/1", "scenario": "tiny", "variants": list(variants)}
+    return {
+        "schema": "wsprof.scenario/1",
+        "scenario": "tiny",
+        "env": ENV,
+        "variants": list(variants),
+    }
 
 
 def micro_row(
@@ -50,7 +70,7 @@ def micro_row(
 
 
 def micro(*rows: dict[str, Any]) -> dict[str, Any]:
-    return {"schema": "wsprof.micro/1", "results": list(rows)}
+    return {"schema": "wsprof.micro/1", "env": ENV, "results": list(rows)}
 
 
 BASELINE = scenario(
@@ -61,7 +81,7 @@ BASELINE = scenario(
     variant("broken", 70.0, 1.0, 9_000, status="failed"),
 )
 CANDIDATE = scenario(
-    variant("json", 103.0, 2.0, 9_800),  # +3 %, inside 3 x (2 + 2) MAD: same
+    variant("json", 101.0, 2.0, 9_800),  # +1 %, windows overlap: not significant
     variant("orjson", 100.0, 2.0, 9_600),  # +25 %: slower
     variant("msgpack", 60.0, 2.0, 16_500),  # -33 %: faster
     variant("new", 40.0, 1.0, 20_000),  # not in the baseline
@@ -69,20 +89,12 @@ CANDIDATE = scenario(
 )
 
 
-def test_significance_needs_more_than_both_spreads_and_repeats() -> None:
-    assert not significant(spread(100, 2), spread(111, 2))  # 11 < 3 x 4 = 12
-    assert significant(spread(100, 2), spread(113, 2))  # 13 > 12
-    assert significant(spread(100, 2), spread(87, 2))  # either direction
-    assert not significant(spread(100, 0, n=1), spread(200, 0, n=5))  # one window: no spread
-    assert not significant(spread(100, 0, n=5), spread(200, 0, n=1))
-
-
 def test_scenario_variants_are_flagged() -> None:
     changes = compare_scenarios(BASELINE, CANDIDATE)
     assert [c.name for c in changes] == ["json", "orjson", "msgpack", "new", "broken"]
     verdicts = {c.name: c.verdict for c in changes}
     assert verdicts == {
-        "json": "same (within spread)",
+        "json": "not significant",
         "orjson": "slower",
         "msgpack": "faster",
         "new": "not comparable",
@@ -135,7 +147,8 @@ def test_micro_rows_compare_where_both_measured() -> None:
 
 def test_documents_are_checked() -> None:
     assert check_document(BASELINE, "a.json") is BASELINE
-    for bad in ([], {"schema": "wsprof.load/1"}, {"variants": []}):
+    bad_docs: list[Any] = [[], {"schema": "wsprof.load/1"}, {"variants": []}]
+    for bad in bad_docs:
         with pytest.raises(WsprofError, match=r"a\.json: not a wsprof result"):
             check_document(bad, "a.json")
     with pytest.raises(WsprofError, match=r"cannot compare a wsprof\.scenario/1 result with"):
@@ -175,3 +188,130 @@ def test_the_command_refuses_bad_input_in_one_line(
     assert main(["compare", a, str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("wsprof: error: ") and err.count("\n") == 1 and message in err
+
+
+def _brute_p(a: list[float], b: list[float]) -> float:
+    """The permutation p of the rank sum by listing every split: what the exact test counts."""
+    pooled = [*a, *b]
+    ranks = [sum(x < y for x in pooled) + (sum(x == y for x in pooled) + 1) / 2 for y in pooled]
+    mean = len(a) * (len(pooled) + 1) / 2
+    observed = abs(sum(ranks[: len(a)]) - mean)
+    splits = list(itertools.combinations(range(len(pooled)), len(a)))
+    hits = sum(abs(sum(ranks[i] for i in s) - mean) >= observed - 1e-9 for s in splits)
+    return hits / len(splits)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    st.lists(st.integers(0, 6), min_size=1, max_size=6),
+    st.lists(st.integers(0, 6), min_size=1, max_size=6),
+)
+def test_the_exact_rank_test_counts_every_split(a: list[int], b: list[int]) -> None:
+    fa, fb = [float(x) for x in a], [float(x) for x in b]
+    assert mann_whitney_p(fa, fb) == pytest.approx(_brute_p(fa, fb))
+
+
+def test_rank_test_known_values() -> None:
+    assert mann_whitney_p([1, 2, 3, 4], [5, 6, 7, 8]) == pytest.approx(2 / 70)
+    assert mann_whitney_p([1.1, 2.3, 3.2, 4.5, 2.2], [2.5, 6, 3.7, 8, 5.5]) == pytest.approx(
+        14 / 252  # scipy.stats.mannwhitneyu(..., method="exact"): 0.0556
+    )
+    assert mann_whitney_p([5.0] * 4, [5.0] * 4) == 1.0
+    assert min_p_value(3, 3) == pytest.approx(0.1) and min_p_value(4, 4) < 0.05
+
+
+def test_share_helpers() -> None:
+    lo, hi = wilson_interval(50, 100)
+    assert lo == pytest.approx(0.404, abs=0.001) and hi == pytest.approx(0.596, abs=0.001)
+    assert wilson_interval(0, 600)[0] == 0.0 and two_proportion_p(0, 10, 0, 10) == 1.0
+    assert two_proportion_p(300, 600, 200, 600) < 1e-6
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_three_windows_each_cannot_reach_significance(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = _write(tmp_path / "a.json", scenario(variant("sio", 40.0, 1.0, 15_000, n=3)))
+    b = _write(tmp_path / "b.json", scenario(variant("sio", 80.0, 1.0, 8_000, n=3)))
+    assert main(["compare", a, b]) == 3
+    out = capsys.readouterr().out
+    assert "unknown (3+3 windows)" in out and "+100.0%" in out
+
+
+def test_fail_above_gates_only_significant_regressions_beyond_it(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.json", BASELINE)
+    b = _write(tmp_path / "b.json", CANDIDATE)  # orjson +25 %, significant
+    assert main(["compare", a, b, "--fail-above", "30"]) == 0
+    assert main(["compare", a, b, "--fail-above", "20"]) == 1
+    assert main(["compare", a, b, "--fail-above", "0"]) == 1
+    assert main(["compare", b, a, "--fail-above", "0"]) == 1  # b → a: msgpack +50 % back
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        ({"python": "3.12.1"}, "python '3.11.7' vs '3.12.1'"),
+        ({"cpu_count": 8}, "cpu_count 2 vs 8"),
+        ({"server_cpu": None}, "server_cpu 1 vs None"),
+        ({"packages": {"orjson": "3.11.0"}}, "orjson 3.10.0 vs 3.11.0"),
+    ],
+)
+def test_different_environments_are_refused_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: dict[str, Any], named: str
+) -> None:
+    a = _write(tmp_path / "a.json", BASELINE)
+    b = _write(tmp_path / "b.json", {**BASELINE, "env": {**ENV, **edit}})
+    assert main(["compare", a, b]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("wsprof: error: the results come from different environments")
+    assert err.count("\n") == 1 and named in err and "--force" in err
+    assert main(["compare", a, b, "--force"]) == 0
+    assert named in capsys.readouterr().err
+    no_env = {k: v for k, v in BASELINE.items() if k != "env"}
+    assert main(["compare", a, _write(tmp_path / "c.json", no_env)]) == 2
+    assert "no env block in B" in capsys.readouterr().err
+
+
+def _profiled(cpu: float, samples: dict[str, int]) -> dict[str, Any]:
+    v = variant("sio", cpu, 1.0, 10_000)
+    total = sum(samples.values())
+    v["profile_samples"] = total
+    v["layers"] = {
+        k: {"share": n / total, "samples": n, "us_per_msg": cpu * n / total}
+        for k, n in samples.items()
+    }
+    return v
+
+
+def test_layers_are_tested_by_their_samples(capsys: pytest.CaptureFixture[str]) -> None:
+    a = scenario(_profiled(100.0, {"json": 300, "event-loop": 500, "other": 200}))
+    b = scenario(_profiled(100.0, {"json": 150, "event-loop": 640, "other": 210}))
+    layers = {c.layer: c for c in compare_layers(compare_scenarios(a, b))}
+    assert layers["json"].verdict == "smaller share"
+    assert layers["event-loop"].verdict == "larger share"
+    assert layers["other"].verdict == "not significant"  # 20 % → 21 % of 1,000 samples
+    lo, hi = layers["json"].interval(1)
+    assert lo < 0.15 < hi
+    console = Console(record=True, width=200)
+    console.print(layer_table(list(layers.values()), "t"))
+    text = console.export_text()
+    assert "30.0% [" in text and "15.0% [" in text and "smaller share" in text
+
+
+def test_throughput_is_tested_where_both_results_list_its_windows() -> None:
+    a, b = variant("sio", 40.0, 1.0, 15_000), variant("sio", 40.0, 1.0, 9_000)
+    (change,) = compare_scenarios(scenario(a), scenario(b))
+    assert change.throughput_p is None and change.verdict == "not significant"
+    a["throughput"], b["throughput"] = spread(15_000, 100), spread(9_000, 100)
+    (change,) = compare_scenarios(scenario(a), scenario(b))
+    assert change.throughput_p == pytest.approx(2 / 252)
+    assert change.verdict == "not significant"  # the verdict is server CPU per message
+
+
+def test_a_contended_run_is_noted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    busy = {**BASELINE, "contention": {"detected": True, "variants": ["orjson"]}}
+    a, b = _write(tmp_path / "a.json", BASELINE), _write(tmp_path / "b.json", busy)
+    assert main(["compare", a, b]) == 0
+    err = capsys.readouterr().err
+    assert "b.json: other processes shared the machine during orjson" in err
+    assert "a.json" not in err

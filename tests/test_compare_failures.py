@@ -31,7 +31,12 @@ def variant(name: str, cpu: float, msgs: float, n: int = 5, mad: float = 1.0) ->
 
 
 def scenario(*variants: dict[str, Any]) -> dict[str, Any]:
-    return {"schema": "wsprof.scenario/1", "scenario": "tiny", "variants": list(variants)}
+    return {
+        "schema": "wsprof.scenario/1",
+        "scenario": "tiny",
+        "env": {},
+        "variants": list(variants),
+    }
 
 
 GOOD = scenario(variant("raw", 20.0, 30_000), variant("socketio", 40.0, 15_000))
@@ -93,6 +98,12 @@ def _broken(edit: str) -> dict[str, Any]:
         v["server_cpu"]["n"] = 2.5
     elif edit == "spread mad missing":
         del v["server_cpu"]["mad"]
+    elif edit == "values short":
+        v["server_cpu"]["values"] = [40.0]
+    elif edit == "value text":
+        v["server_cpu"]["values"][2] = "40"
+    elif edit == "samples above total":
+        v["profile_samples"], v["layers"] = 10, {"json": {"samples": 11, "us_per_msg": 1.0}}
     elif edit == "no scenario name":
         del doc["scenario"]
     return doc
@@ -116,6 +127,9 @@ EDITS = [
     ("spread n zero", "server_cpu.n: expected a count >= 1"),
     ("spread n float", "server_cpu.n: wrong type float"),
     ("spread mad missing", "server_cpu.mad: missing"),
+    ("values short", "server_cpu.values: expected 5 values (n), not 1"),
+    ("value text", "server_cpu.values[2]: expected a number"),
+    ("samples above total", "layers.json.samples: expected 0 to profile_samples (10), not 11"),
     ("no scenario name", "scenario: missing"),
 ]
 
@@ -144,7 +158,7 @@ def test_nan_in_a_result_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
-        ({"schema": "wsprof.micro/1"}, "results: missing"),
+        ({"schema": "wsprof.micro/1", "env": {}}, "results: missing"),
         ({"schema": "wsprof.micro/1", "results": [{"layer": "json"}]}, "results[0].case: missing"),
         (
             {
@@ -169,7 +183,7 @@ def test_nan_in_a_result_is_refused(tmp_path: Path) -> None:
 def test_damaged_micro_results_are_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], doc: dict[str, Any], message: str
 ) -> None:
-    good = {"schema": "wsprof.micro/1", "results": []}
+    good = {"schema": "wsprof.micro/1", "env": {}, "results": []}
     assert (
         main(
             [
@@ -227,8 +241,8 @@ def test_one_window_cannot_show_significance(
     captured = capsys.readouterr()
     assert "+16.5%" in captured.out
     assert "unknown (1 window)" in captured.out and "same" not in captured.out
-    assert captured.err.startswith("wsprof: note: one measurement window")
-    assert "cannot show significance" in captured.err
+    assert captured.err.startswith("wsprof: note: too few measurement windows")
+    assert "to show significance" in captured.err
 
 
 def test_one_window_in_either_run_is_undecided_but_a_regression_still_exits_1(

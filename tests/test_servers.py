@@ -23,6 +23,9 @@ import pytest
 from servers import gone, wait_gone
 from websockets.sync.client import ClientConnection, connect
 
+from wsprof.client.base import CLIENTS, LoadConfig
+from wsprof.client.driver import run_load
+from wsprof.scenario.files import load_scenario
 from wsprof.servers import orjson_shim
 from wsprof.servers.launcher import ServerFailed, ServerProcess, stack_names, validate_options
 from wsprof.servers.stacks import StackOptionError
@@ -84,6 +87,10 @@ def test_stack_names_and_defaults() -> None:
         "socketio-asgi",
         "socketio-eventlet",
         "socketio-gevent",
+        "fastapi",
+        "flask-socketio-eventlet",
+        "flask-socketio-gevent",
+        "quart-socketio",
     ]
     assert validate_options("socketio-asgi", {}) == {
         "loop": "uvloop",
@@ -93,6 +100,13 @@ def test_stack_names_and_defaults() -> None:
         "ping_timeout": "20",
     }
     assert validate_options("websockets-raw", {"loop": "asyncio"}) == {"loop": "asyncio"}
+    assert validate_options("fastapi", {}) == {"loop": "uvloop", "ws": "websockets", "workers": "1"}
+    assert validate_options("quart-socketio", {})["server"] == "uvicorn"
+    assert set(validate_options("flask-socketio-gevent", {})) == {
+        "serializer",
+        "ping_interval",
+        "ping_timeout",
+    }
 
 
 def test_bad_stack_and_options_name_the_valid_values() -> None:
@@ -113,6 +127,10 @@ def test_bad_stack_and_options_name_the_valid_values() -> None:
         validate_options("socketio-gevent", {"ping_timeout": "-1"})
     with pytest.raises(ValueError, match="unknown stack"):
         ServerProcess("nope")
+    with pytest.raises(StackOptionError, match=r"'workers' must be a whole number .* from 1 to"):
+        validate_options("fastapi", {"workers": "0"})
+    with pytest.raises(StackOptionError, match=r"'server' must be one of uvicorn, hypercorn"):
+        validate_options("quart-socketio", {"server": "gunicorn"})
 
 
 BAD_OPT = ["--opt", "loop=trio"]
@@ -142,6 +160,8 @@ def test_serve_rejects_bad_option_with_exit_code_2() -> None:
         ("starlette-raw", {"ws": "wsproto"}),
         ("websockets-raw", {"loop": "uvloop"}),
         ("websockets-raw", {"loop": "asyncio"}),
+        ("fastapi", {"loop": "uvloop"}),
+        ("fastapi", {"ws": "wsproto", "loop": "asyncio"}),
     ],
 )
 def test_raw_stack_echoes_text_and_bytes_unchanged(stack: str, options: dict[str, str]) -> None:
@@ -177,6 +197,12 @@ def test_raw_stack_echoes_text_and_bytes_unchanged(stack: str, options: dict[str
         ("socketio-eventlet", {"serializer": "msgpack"}),
         ("socketio-gevent", {"serializer": "json"}),
         ("socketio-gevent", {"serializer": "orjson"}),
+        ("flask-socketio-eventlet", {"serializer": "json"}),
+        ("flask-socketio-eventlet", {"serializer": "msgpack"}),
+        ("flask-socketio-gevent", {"serializer": "json"}),
+        ("quart-socketio", {"serializer": "json"}),
+        ("quart-socketio", {"serializer": "orjson", "server": "hypercorn", "loop": "asyncio"}),
+        ("quart-socketio", {"serializer": "msgpack", "server": "hypercorn"}),
     ],
 )
 def test_socketio_stack_echo_ack_and_binary(stack: str, options: dict[str, str]) -> None:
@@ -212,6 +238,84 @@ def test_socketio_stack_echo_ack_and_binary(stack: str, options: dict[str, str])
                 assert client.ws.recv(timeout=TIMEOUT) == payload
         server.check_alive()
     assert wait_gone(pids, timeout=1.0) == []
+
+
+# ------------------------------------------------- the seeds' frameworks
+
+FRAMEWORK_STACKS = [
+    ("fastapi", {}),
+    ("flask-socketio-eventlet", {}),
+    ("flask-socketio-gevent", {}),
+    ("quart-socketio", {}),
+    ("quart-socketio", {"server": "hypercorn"}),
+]
+
+
+def _echo_through_both_clients(server: ServerProcess) -> None:
+    """Text (a JSON payload) and binary round trips, every reply checked, with each client."""
+    for client in CLIENTS:
+        for payload in ("small", "binary"):
+            config = LoadConfig(
+                server.url,
+                mode=server.mode,
+                connections=4,
+                duration=0.5,
+                warmup=0.0,
+                connect_timeout=5.0,
+                payload=payload,
+            )
+            result = run_load(config, client=client)
+            assert result.errors == {}, (client, payload, result.errors)
+            assert result.messages >= 20, (client, payload, result.messages)
+
+
+@pytest.mark.parametrize(("stack", "options"), FRAMEWORK_STACKS)
+def test_framework_stack_serves_both_load_clients(stack: str, options: dict[str, str]) -> None:
+    with ServerProcess(stack, options) as server:
+        pids = server.pids()
+        _echo_through_both_clients(server)
+        server.check_alive()
+    assert wait_gone(pids, timeout=1.0) == []
+
+
+def test_fastapi_with_two_uvicorn_workers_is_one_tree_torn_down_whole() -> None:
+    with ServerProcess("fastapi", {"workers": "2"}, startup_timeout=30) as server:
+        deadline = time.monotonic() + TIMEOUT
+        while len(server.pids()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the supervisor and both workers
+        pids = server.pids()
+        assert len(pids) >= 3 and pids[0] == server.pid
+        _echo_through_both_clients(server)
+        assert server.cpu_seconds() > 0
+    assert wait_gone(pids, timeout=2.0) == []
+
+
+def test_flask_socketio_run_still_makes_the_calls_our_stacks_make() -> None:
+    """The flask-socketio stacks repeat ``socketio.run``'s server calls on a pre-bound socket:
+    if Flask-SocketIO changes them, the stacks must follow."""
+    import inspect
+
+    from flask_socketio import SocketIO
+
+    source = " ".join(inspect.getsource(SocketIO.run).split())
+    assert "eventlet.wsgi.server(eventlet_socket, app, log_output=log_output, **kwargs)" in source
+    assert "pywsgi.WSGIServer((host, port), app, log=log, **kwargs)" in source
+    assert "if not log_output: log = None" in source  # log_output defaults to app.debug
+
+
+def test_shipped_scenarios_run_the_framework_stacks() -> None:
+    matrix = load_scenario("stack-matrix")
+    assert [v.stack for v in matrix.variants] == [
+        "fastapi",
+        "flask-socketio-eventlet",
+        "quart-socketio",
+    ]
+    claims = {v.stack: v.claim for v in matrix.variants if v.claim}
+    assert claims["fastapi"]["msgs_per_s"] == 12450
+    assert claims["flask-socketio-eventlet"]["p99_ms"] == 45
+    workers = load_scenario("workers")
+    assert [v.options.get("workers") for v in workers.variants] == ["1", "2"]
+    assert "share" in workers.description
 
 
 def test_ping_options_reach_the_engineio_open_packet() -> None:

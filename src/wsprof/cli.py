@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("wsprof.commands.diff", "run"),
     "profile": ("wsprof.commands.profile", "run"),
     "compare": ("wsprof.commands.compare", "run"),
+    "tune": ("wsprof.commands.tune", "run"),
 }
 """Subcommand -> (module, function taking the parsed arguments and returning the exit code)."""
 
@@ -49,6 +50,7 @@ wsprof: where do the microseconds of one real-time message go?
   wsprof diff A.folded B.folded      differential flamegraph, per message
   wsprof profile --pid PID           record and attribute a running server
   wsprof compare A.json B.json       compare two scenario or micro results
+  wsprof tune serialization          pick python-socketio's serializer on your own messages
 """
 
 
@@ -265,6 +267,13 @@ def _add_load(sub: Any) -> None:
     load.add_argument(
         "--json", type=Path, metavar="PATH", help="write the result as wsprof.load/1 JSON"
     )
+    load.add_argument(
+        "--hgrm",
+        type=Path,
+        metavar="PATH",
+        help="write the latency histogram in HdrHistogram's percentile-distribution format "
+        "(.hgrm, milliseconds), for HdrHistogram's plotter",
+    )
 
 
 def _add_client_bench(sub: Any) -> None:
@@ -294,6 +303,13 @@ def _add_scenarios(sub: Any) -> None:
     )
     scenario.add_argument("--quick", action="store_true", help="short windows, one repeat")
     scenario.add_argument("--json", type=Path, metavar="PATH", help="write wsprof.scenario/1 JSON")
+    scenario.add_argument(
+        "--hgrm",
+        type=Path,
+        metavar="DIR",
+        help="write latency histograms in HdrHistogram's percentile-distribution format "
+        "(milliseconds) into DIR: VARIANT.hgrm (open loop) and VARIANT-capacity.hgrm per variant",
+    )
     scenario.add_argument(
         "--out",
         type=Path,
@@ -425,13 +441,65 @@ def _add_compare(sub: Any) -> None:
     compare = sub.add_parser(
         "compare",
         help="compare two results (scenario or micro JSON)",
-        description="Compare two wsprof.scenario/1 results (µs/message and throughput per "
-        "variant, flagging changes larger than both runs' spread) or two wsprof.micro/1 "
-        "results (row by row). Exit status: 0 no significant change, 1 a regression, "
-        "2 bad input, 3 undecided (a variant measured in one window cannot show significance).",
+        description="Compare two wsprof.scenario/1 results (server CPU µs/message per "
+        "variant with an exact Mann-Whitney test over the measurement windows; each layer's "
+        "share with a two-proportion test over the profiled samples, Holm-corrected; "
+        "'not significant' within noise, p < 0.05 otherwise) or two wsprof.micro/1 results "
+        "(row by row). Results from different environments (Python, packages, CPUs, pinning) "
+        "are refused unless --force. Exit status: 0 no significant regression, 1 a "
+        "regression, 2 bad input or different environments, 3 undecided (too few windows: "
+        "one, or fewer than 4+4, cannot reach p < 0.05).",
     )
     compare.add_argument("baseline", type=Path)
     compare.add_argument("candidate", type=Path)
+    compare.add_argument(
+        "--fail-above",
+        type=_non_negative_float,
+        metavar="PCT",
+        help="exit 1 only for a variant significantly slower by more than PCT %% of server "
+        "CPU per message (a CI gate); default: any significant slowdown",
+    )
+    compare.add_argument(
+        "--force",
+        action="store_true",
+        help="compare results from different environments (the differences are noted)",
+    )
+
+
+def _add_tune(sub: Any) -> None:
+    tune = sub.add_parser(
+        "tune",
+        help="measure a configuration choice on your own messages",
+        description="wsprof tune serialization: dumps and loads ns per message, bytes on the "
+        "wire and round-trip fidelity of each serializer python-socketio can use, on your "
+        "messages; then the configuration of the best compatible one.",
+    )
+    what = tune.add_subparsers(dest="choice", metavar="CHOICE", required=True)
+    serialization = what.add_parser(
+        "serialization",
+        help="json, a reused encoder, orjson, msgspec, ujson, msgpack",
+        description="Time each serializer as python-socketio calls it (pyperf workers), check "
+        "that every sample round-trips unchanged, and print the python-socketio configuration "
+        "of the fastest compatible one.",
+    )
+    serialization.add_argument(
+        "--samples",
+        type=Path,
+        metavar="FILE",
+        help="your messages: one JSON array, or JSON lines (default: the shipped JSON payloads)",
+    )
+    serialization.add_argument(
+        "--scenario-result",
+        type=Path,
+        metavar="JSON",
+        help="a wsprof.scenario/1 result: project the server CPU saving from its json layer",
+    )
+    serialization.add_argument(
+        "--quick", action="store_true", help="rough and fast (fewer processes and values)"
+    )
+    serialization.add_argument(
+        "--json", type=Path, metavar="PATH", help="write results as wsprof.tune/1 JSON"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -448,6 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_micro, _add_load, _add_client_bench, _add_scenarios, _add_profiling):
         add(sub)
     _add_compare(sub)
+    _add_tune(sub)
     return parser
 
 

@@ -9,6 +9,7 @@ from wsprof.client.driver import run_load
 from wsprof.errors import MeasurementError
 from wsprof.payloads import get_payload
 from wsprof.report.console import make_console
+from wsprof.report.hgrm import write_hgrm
 from wsprof.report.jsonout import check_json_target, write_json
 from wsprof.report.load import load_document, print_load
 
@@ -18,6 +19,8 @@ def run(args: argparse.Namespace) -> int:
     get_payload(args.payload)
     if args.json is not None:
         check_json_target(args.json)
+    if args.hgrm is not None:
+        check_json_target(args.hgrm)
     config = LoadConfig(
         url=args.url,
         mode=args.mode,
@@ -35,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     print_load(make_console(), config, result)
     if args.json is not None:
         write_json(args.json, load_document(config, result))
+    if args.hgrm is not None:
+        write_hgrm(args.hgrm, result.histogram)
     if result.errors:
         kinds = ", ".join(f"{k} x{n}" for k, n in result.errors.items())
         raise MeasurementError(f"the run had errors ({kinds}); figures above are partial")

@@ -13,6 +13,7 @@ from wsprof.errors import WsprofError
 from wsprof.profiling.folded import Stack, read_folded
 from wsprof.profiling.layers import load_rules
 from wsprof.report.console import make_console, note
+from wsprof.report.hgrm import check_hgrm_dir, write_scenario_hgrm
 from wsprof.report.jsonout import check_json_target
 from wsprof.report.outputs import write_scenario_outputs
 from wsprof.report.progress import progress_bar
@@ -78,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     if args.json is not None:
         check_json_target(args.json)
+    if args.hgrm is not None:
+        check_hgrm_dir(args.hgrm)
     runner = ScenarioRunner(
         scenario,
         quick=args.quick,
@@ -99,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     stacks = _stacks(record)
     result = analyse(record, stacks, rules)
     write_scenario_outputs(result, stacks, rules=rules, json_path=args.json)
+    if args.hgrm is not None:
+        write_scenario_hgrm(args.hgrm, record)
     console = make_console()
     render_scenario(result, console)
     if args.json is not None:

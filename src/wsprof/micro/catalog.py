@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from wsprof.errors import WsprofError
-from wsprof.micro import asyncio_bench, framing_bench, greenlet_bench, json_bench
+from wsprof.micro import (
+    asyncio_bench,
+    framing_bench,
+    greenlet_bench,
+    json_bench,
+    serializer_bench,
+)
 
 LAYERS: tuple[str, ...] = ("greenlet", "asyncio", "framing", "json")
 
@@ -21,6 +27,8 @@ _MODULES = {
     "asyncio": asyncio_bench,
     "framing": framing_bench,
     "json": json_bench,
+    # Measured by `wsprof tune serialization` on the user's samples, never listed by `wsprof micro`.
+    "serializer": serializer_bench,
 }
 
 # The variant each other variant of a (layer, case) is compared with. Cases
@@ -32,6 +40,8 @@ BASELINES: dict[tuple[str, str], str] = {
     ("asyncio", "handoff"): "asyncio",
     ("json", "dumps"): "json",
     ("json", "loads"): "json",
+    ("serializer", "dumps"): "json",
+    ("serializer", "loads"): "json",
 }
 
 NO_PAYLOAD = "-"
@@ -61,7 +71,7 @@ class Row:
         if len(parts) != 4:
             raise WsprofError(f"malformed micro row {text!r} (expected layer/case/variant/payload)")
         layer, case, variant, payload = parts
-        if layer not in LAYERS or variant not in cases(layer).get(case, ()):
+        if layer not in _MODULES or variant not in cases(layer).get(case, ()):
             raise WsprofError(f"unknown micro row {text!r}")
         if (payload == NO_PAYLOAD) != (not payload_kinds(layer)):
             raise WsprofError(

@@ -153,15 +153,19 @@ def add_ratios(results: list[dict[str, Any]]) -> None:
 
 
 def run_rows(
-    rows: Sequence[Row], settings: Settings, progress: Progress | None = None
+    rows: Sequence[Row],
+    settings: Settings,
+    progress: Progress | None = None,
+    worker_args: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Measure ``rows`` in ``settings.rounds`` passes (``settings.jobs`` shards side by side).
 
-    All or nothing: any failing row raises MeasurementError.
+    ``worker_args`` go to every worker (e.g. ``--samples FILE`` for the
+    serializer rows). All or nothing: any failing row raises MeasurementError.
     """
     rows = list(rows)
     measured = {row: Measured() for row in rows}
-    for row, bench in _run_round(rows, settings, progress):
+    for row, bench in _run_round(rows, settings, progress, worker_args):
         measured[row].add(bench)
     for _ in range(settings.rounds - 1):
         # Later rounds reuse the first round's calibrated loops (rows grouped by
@@ -170,7 +174,9 @@ def run_rows(
         for row in rows:
             groups.setdefault(int(measured[row].loops[0]), []).append(row)
         for loops, group in groups.items():
-            for row, bench in _run_round(group, replace(settings, loops=loops), progress):
+            for row, bench in _run_round(
+                group, replace(settings, loops=loops), progress, worker_args
+            ):
                 measured[row].add(bench)
     results = [_result(row, measured[row]) for row in rows]
     add_ratios(results)
@@ -178,10 +184,10 @@ def run_rows(
 
 
 def _run_round(
-    rows: list[Row], settings: Settings, progress: Progress | None
+    rows: list[Row], settings: Settings, progress: Progress | None, worker_args: Sequence[str]
 ) -> list[tuple[Row, Any]]:
     if settings.jobs <= 1 or len(rows) < 2:
-        return _run_shard(rows, settings, progress)
+        return _run_shard(rows, settings, progress, worker_args)
     shards = [rows[i :: settings.jobs] for i in range(settings.jobs)]
     lock = threading.Lock()
 
@@ -194,7 +200,7 @@ def _run_round(
 
     def work(i: int) -> None:
         try:
-            outcomes[i] = _run_shard(shards[i], settings, locked_progress)
+            outcomes[i] = _run_shard(shards[i], settings, locked_progress, worker_args)
         except BaseException as exc:
             outcomes[i] = exc
 
@@ -212,7 +218,10 @@ def _run_round(
 
 
 def _run_shard(
-    rows: Sequence[Row], settings: Settings, progress: Progress | None = None
+    rows: Sequence[Row],
+    settings: Settings,
+    progress: Progress | None = None,
+    worker_args: Sequence[str] = (),
 ) -> list[tuple[Row, Any]]:
     """Measure ``rows`` in one pyperf manager subprocess; all or nothing.
 
@@ -234,6 +243,7 @@ def _run_shard(
             "-o",
             str(output),
             "--quiet",
+            *worker_args,
             *settings.pyperf_args(),
         ]
         done: list[Row] = []

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import pyperf
 
 from wsprof.errors import WsprofError
+from wsprof.micro import serializer_bench
 from wsprof.micro.catalog import Row, bench_module
 
 
@@ -38,6 +39,8 @@ class _LazyTimer:
 
 def _add_rows(cmd: list[str], args: argparse.Namespace) -> None:
     cmd.extend(("--rows", args.rows))
+    if args.samples:
+        cmd.extend(("--samples", args.samples))
 
 
 def main() -> int:
@@ -45,7 +48,10 @@ def main() -> int:
     runner.argparser.add_argument(
         "--rows", required=True, help="comma-separated layer/case/variant/payload"
     )
+    runner.argparser.add_argument("--samples", help="samples file of the serializer rows")
     args = runner.parse_args()
+    if args.samples:
+        serializer_bench.use_samples(args.samples)
     try:
         rows = [Row.parse(text) for text in args.rows.split(",")]
     except WsprofError as exc:

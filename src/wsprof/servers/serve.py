@@ -89,8 +89,30 @@ def announce_ready(sock: socket.socket) -> None:
     os.dup2(2, 1)
 
 
+def _framework_runner(stack: str) -> Runner | None:
+    """The seeds' real frameworks (``wsprof.servers.apps``), imported only when chosen."""
+    if stack in ("flask-socketio-eventlet", "flask-socketio-gevent"):
+        from wsprof.servers.apps import flask_socketio_echo
+
+        if stack == "flask-socketio-eventlet":
+            return flask_socketio_echo.run_eventlet
+        return flask_socketio_echo.run_gevent
+    if stack == "fastapi":
+        from wsprof.servers.apps import fastapi_echo
+
+        return fastapi_echo.run
+    if stack == "quart-socketio":
+        from wsprof.servers.apps import quart_socketio_echo
+
+        return quart_socketio_echo.run
+    return None
+
+
 def runner_for(stack: str) -> Runner:
     """Import only the chosen stack's module (green stacks must patch before other imports)."""
+    framework = _framework_runner(stack)
+    if framework is not None:
+        return framework
     if stack in ("socketio-eventlet", "socketio-gevent"):
         from wsprof.servers import green_apps
 

@@ -70,6 +70,23 @@ UVICORN_WS = Option("websockets", ("websockets", "websockets-sansio", "wsproto")
 SERIALIZER = Option("json", ("json", "orjson", "msgpack"))
 PING_INTERVAL = Option(DEFAULT_PING_INTERVAL, check=_whole_seconds, help="whole seconds >= 1")
 PING_TIMEOUT = Option(DEFAULT_PING_TIMEOUT, check=_positive_seconds, help="seconds > 0")
+ASGI_SERVER = Option("uvicorn", ("uvicorn", "hypercorn"))
+#: More workers than this on one machine measures the scheduler, not the server.
+MAX_WORKERS = 64
+
+
+def _worker_count(value: str) -> str | None:
+    if not value.isdigit() or not 1 <= int(value) <= MAX_WORKERS:
+        return f"must be a whole number of worker processes from 1 to {MAX_WORKERS}"
+    return None
+
+
+WORKERS = Option("1", check=_worker_count, help=f"1 to {MAX_WORKERS} processes")
+GREEN_SOCKETIO = {
+    "serializer": SERIALIZER,
+    "ping_interval": PING_INTERVAL,
+    "ping_timeout": PING_TIMEOUT,
+}
 
 STACKS: dict[str, Stack] = {
     stack.name: stack
@@ -113,6 +130,37 @@ STACKS: dict[str, Stack] = {
             "socketio",
             "python-socketio Server on gevent pywsgi + simple-websocket",
             {
+                "serializer": SERIALIZER,
+                "ping_interval": PING_INTERVAL,
+                "ping_timeout": PING_TIMEOUT,
+            },
+        ),
+        Stack(
+            "fastapi",
+            "raw",
+            "FastAPI WebSocket route on uvicorn (uvicorn --workers N with workers=N), echo",
+            {"loop": LOOP, "ws": UVICORN_WS, "workers": WORKERS},
+        ),
+        Stack(
+            "flask-socketio-eventlet",
+            "socketio",
+            "Flask + Flask-SocketIO on eventlet, as socketio.run(app) serves it",
+            GREEN_SOCKETIO,
+        ),
+        Stack(
+            "flask-socketio-gevent",
+            "socketio",
+            "Flask + Flask-SocketIO on gevent pywsgi, as socketio.run(app) serves it",
+            GREEN_SOCKETIO,
+        ),
+        Stack(
+            "quart-socketio",
+            "socketio",
+            "Quart behind python-socketio's ASGIApp, on uvicorn or hypercorn (whose WebSocket is always wsproto: ws applies to uvicorn only)",
+            {
+                "server": ASGI_SERVER,
+                "loop": LOOP,
+                "ws": UVICORN_WS,
                 "serializer": SERIALIZER,
                 "ping_interval": PING_INTERVAL,
                 "ping_timeout": PING_TIMEOUT,

@@ -1,0 +1,43 @@
+"""A FastAPI WebSocket route on uvicorn: the seed article's FastAPI server, made a true echo.
+
+The article's handler answers ``"Echo: " + data``; this route sends the
+message back unchanged (text as text, bytes as bytes) so that the load
+clients' byte-for-byte check holds and the figures compare with the other
+echo stacks. ``app`` is a module-level ASGI app, as FastAPI's docs write it,
+so ``uvicorn wsprof.servers.apps.fastapi_echo:app`` serves the same thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from fastapi import FastAPI, WebSocket
+
+from wsprof.servers.apps.serving import run_uvicorn_workers
+from wsprof.servers.asgi_apps import Listen, Ready, run_uvicorn
+
+app = FastAPI()
+
+
+@app.websocket("/ws")
+async def echo(websocket: WebSocket) -> None:
+    """Accept, then send every message back as it came until the client leaves."""
+    await websocket.accept()
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        if text is not None:
+            await websocket.send_text(text)
+        else:
+            await websocket.send_bytes(message["bytes"])
+
+
+def run(options: Mapping[str, str], listen: Listen, ready: Ready) -> None:
+    """Stack ``fastapi``: ``app`` on uvicorn, as ``uvicorn module:app [--workers N]`` serves it."""
+    workers = int(options["workers"])
+    if workers == 1:
+        run_uvicorn(app, options, listen, ready)
+    else:
+        run_uvicorn_workers(f"{__name__}:app", options, workers, listen, ready)
