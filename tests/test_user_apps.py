@@ -425,3 +425,13 @@ def test_the_command_lines_are_the_real_programs_from_this_interpreter() -> None
     assert gunicorn[gunicorn.index("--workers") + 1] == "2"
     flask = cmd("flask-socketio")
     assert flask[2:4] == ["wsprof.servers.flask_run", FASTAPI]
+
+
+def test_the_shipped_workers_scenario_warns_that_its_workers_share_cores() -> None:
+    from wsprof.scenario.files import load_scenario
+
+    runner = ScenarioRunner(load_scenario("workers"), quick=True)
+    warnings = runner.worker_warnings()
+    if runner.server_cpu is not None:  # pinned: both workers on the server's one core
+        assert any("fastapi-2-workers: 2 workers share" in w for w in warnings), warnings
+    assert not any("fastapi-1-worker" in w for w in warnings)

@@ -103,6 +103,14 @@ def _pinning() -> tuple[int | None, list[int] | None]:
     return None, None
 
 
+def _workers(variant: Variant) -> int:
+    """Server worker processes: an app's ``workers``, or a bundled stack's ``workers`` option."""
+    if variant.app_spec() is not None:
+        return variant.workers
+    value = variant.options.get("workers", "1")
+    return int(value) if value.isdigit() else 1
+
+
 @dataclass
 class LiveVariant:
     """One variant while it is being measured: its server and the windows so far."""
@@ -434,16 +442,17 @@ class ScenarioRunner:
         pinned = 1 if self.server_cpu is not None else cores
         warnings = []
         for variant in self.scenario.variants:
-            if variant.app_spec() is None or variant.workers <= 1:
+            workers = _workers(variant)
+            if workers <= 1:
                 continue
-            if variant.workers > cores:
+            if workers > cores:
                 warnings.append(
-                    f"variant {variant.name}: {variant.workers} workers > {cores} cores; "
+                    f"variant {variant.name}: {workers} workers > {cores} cores; "
                     "workers and the load client share cores, so its figures understate the server"
                 )
-            elif variant.workers > pinned:
+            elif workers > pinned:
                 warnings.append(
-                    f"variant {variant.name}: {variant.workers} workers share the server's "
+                    f"variant {variant.name}: {workers} workers share the server's "
                     f"{pinned} core (cpu {self.server_cpu}); the load client has the other"
                     f"{'s' if cores - pinned > 1 else ''}"
                 )
