@@ -13,6 +13,7 @@ import dataclasses
 import importlib
 import math
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -333,8 +334,48 @@ def _add_scenarios(sub: Any) -> None:
     scenario.add_argument(
         "--repeats", type=_positive_int, metavar="N", help="measurement windows per variant"
     )
+    _add_app_flags(scenario)
     sub.add_parser(
         "scenarios", help="list the shipped scenarios", description="List the shipped scenarios."
+    )
+
+
+_APP_EXAMPLE = """\
+your own app, as a variant beside the scenario's (or replacing the one of that name):
+  wsprof scenario socketio-framing --app mine=chat.main:app --server uvicorn --path /ws
+  wsprof scenario stack-matrix --app mine=chat.app:app --server flask-socketio --quick
+  wsprof scenario socketio-framing --app mine=chat.main:app --server gunicorn \\
+      --worker uvicorn --workers 2 --path /ws
+MODULE:ATTR is imported from the current directory (--app-dir), by the real server program."""
+
+
+def _add_app_flags(scenario: Any) -> None:
+    """``--app`` and its keys: a scenario file's app variant, from the command line."""
+    from wsprof.servers.appcmd import GUNICORN_WORKERS, SERVERS
+
+    scenario.epilog = _APP_EXAMPLE
+    scenario.formatter_class = argparse.RawDescriptionHelpFormatter
+    scenario.description = textwrap.fill(scenario.description or "", 80)
+    app = scenario.add_argument_group("your own app (a variant like a scenario file's `app = ...`)")
+    app.add_argument("--app", metavar="NAME=MODULE:ATTR", help="add (or replace) variant NAME")
+    app.add_argument("--server", choices=SERVERS, default="uvicorn", help="default %(default)s")
+    app.add_argument("--worker", choices=list(GUNICORN_WORKERS), help="gunicorn's worker class")
+    app.add_argument("--workers", type=_positive_int, default=1, metavar="N", help="server workers")
+    app.add_argument("--path", help="WebSocket (or socket.io) path (default /ws, /socket.io/)")
+    app.add_argument("--mode", choices=("raw", "socketio"), help="default: from the path")
+    app.add_argument(
+        "--app-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="server option, e.g. loop=uvloop (becomes --loop uvloop)",
+    )
+    app.add_argument(
+        "--app-dir",
+        type=Path,
+        default=Path("."),
+        metavar="DIR",
+        help="where MODULE is imported from (default: the current directory)",
     )
 
 

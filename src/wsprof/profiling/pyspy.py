@@ -85,8 +85,8 @@ STOP_MARGIN_S = 20.0
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> Callable[[], None]:
-    """A ``preexec_fn`` that makes the child end (SIGKILL) when wsprof ends, however it ends.
+def die_with_parent(sig: signal.Signals = signal.SIGKILL) -> Callable[[], None]:
+    """A ``preexec_fn`` that makes the child end (``sig``) when wsprof ends, however it ends.
 
     PR_SET_PDEATHSIG survives exec, so py-spy and the throwaway children of
     :func:`check_ptrace` cannot outlive a SIGKILLed or SIGTERMed wsprof. The
@@ -100,7 +100,7 @@ def die_with_parent() -> Callable[[], None]:
     def preexec() -> None:
         if prctl is None:  # not Linux: the timeouts still bound the child
             return
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
         if os.getppid() != parent:
             os._exit(1)
 

@@ -18,6 +18,7 @@ from wsprof.client.base import DEFAULT_WARMUP_S
 from wsprof.errors import WsprofError
 from wsprof.payloads import payload_names
 from wsprof.profiling.pyspy import DEFAULT_RATE_HZ
+from wsprof.servers.appcmd import AppSpec, AppSpecError, check_spec, default_mode
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,69 @@ class LoadPlan:
 @dataclass(frozen=True)
 class Variant:
     name: str
-    stack: str
+    stack: str  # a bundled stack, or "app:SERVER" for a user's app
     options: dict[str, str] = field(default_factory=dict)
     claim: dict[str, Any] | None = None  # a published figure this variant is set beside
     port: int = 0  # 0: a free port the kernel picks; set one only if something requires it
+    # A user's app instead of a bundled stack (see wsprof.servers.appcmd.AppSpec).
+    app: str | None = None
+    server: str | None = None
+    worker: str | None = None
+    workers: int = 1
+    path: str | None = None
+    mode: str | None = None
+    serializer: str = "json"
+    directory: str | None = None  # where `app` is imported from: the scenario file's directory
+
+    def app_spec(self) -> AppSpec | None:
+        """The user's app this variant runs, or None for a bundled stack."""
+        if self.app is None or self.server is None:
+            return None
+        path = self.path or ("/socket.io/" if self.server == "flask-socketio" else "/ws")
+        return AppSpec(
+            app=self.app,
+            server=self.server,
+            directory=self.directory or ".",
+            worker=self.worker,
+            workers=self.workers,
+            path=path,
+            mode=self.mode or default_mode(self.server, path),
+            serializer=self.serializer,
+            options=dict(self.options),
+        )
+
+
+APP_KEYS = ("app", "server", "worker", "workers", "path", "mode", "serializer")
+
+
+def app_variant(
+    name: str, values: dict[str, Any], directory: str, claim: dict[str, Any] | None = None
+) -> Variant:
+    """A user-app variant from its keys, checked (AppSpecError names the bad key)."""
+    for key in ("app", "server", "worker", "path", "mode", "serializer"):
+        if values.get(key) is not None and not isinstance(values[key], str):
+            raise AppSpecError(f"key '{key}': must be a string")
+    options = values.get("options", {})
+    if not isinstance(options, dict):
+        raise AppSpecError("key 'options': must be a table")
+    variant = Variant(
+        name=name,
+        stack="app",
+        options={k: str(v) for k, v in options.items()},
+        claim=claim,
+        app=values["app"],
+        server=values.get("server", "uvicorn"),
+        worker=values.get("worker"),
+        workers=values.get("workers", 1),
+        path=values.get("path"),
+        mode=values.get("mode"),
+        serializer=values.get("serializer", "json"),
+        directory=directory,
+    )
+    spec = variant.app_spec()
+    assert spec is not None
+    check_spec(spec)
+    return replace(variant, stack=spec.label, path=spec.path, mode=spec.mode)
 
 
 @dataclass(frozen=True)
@@ -209,8 +269,11 @@ def parse_scenario(text: str, source: str) -> Scenario:
     variants = []
     for i, raw in enumerate(raw_variants):
         where = f"variants[{i}]"
+        if isinstance(raw, dict) and "app" in raw:
+            variants.append(_app_variant(source, where, raw))
+            continue
         if not isinstance(raw, dict) or not isinstance(raw.get("stack"), str):
-            raise _bad(source, f"{where}.stack", "is required")
+            raise _bad(source, f"{where}.stack", "is required (or app, for your own app)")
         unknown = set(raw) - {"name", "stack", "options", "claim", "port"}
         if unknown:
             raise _bad(
@@ -242,6 +305,24 @@ def parse_scenario(text: str, source: str) -> Scenario:
         variants=tuple(variants),
         source=source,
     )
+
+
+def _app_variant(source: str, where: str, raw: dict[str, Any]) -> Variant:
+    valid = {"name", "claim", "options", *APP_KEYS}
+    unknown = set(raw) - valid
+    if unknown:
+        raise _bad(
+            source,
+            f"{where}.{sorted(unknown)[0]}",
+            f"unknown key for an app variant (valid: {', '.join(sorted(valid))})",
+        )
+    name = _check_name(source, f"{where}.name", raw.get("name", "app"))
+    directory = str(Path(source).resolve().parent) if Path(source).is_file() else "."
+    try:
+        return app_variant(name, raw, directory, raw.get("claim"))
+    except AppSpecError as exc:
+        key, _, problem = str(exc).removeprefix("key '").partition("': ")
+        raise _bad(source, f"{where}.{key}", problem) from None
 
 
 def load_scenario(name_or_path: str) -> Scenario:

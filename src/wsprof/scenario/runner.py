@@ -43,6 +43,8 @@ from wsprof.scenario.files import (
     printable,
 )
 from wsprof.scenario.record import ScenarioRecord, VariantRun, Window
+from wsprof.servers.appcmd import check_installed
+from wsprof.servers.appserver import AppServerProcess
 from wsprof.servers.launcher import ServerFailed, ServerProcess
 
 """Called as each step starts: (what, steps done, steps in all)."""
@@ -99,6 +101,14 @@ def _pinning() -> tuple[int | None, list[int] | None]:
     if len(cores) >= 2:
         return cores[-1], [cores[0]]
     return None, None
+
+
+def _workers(variant: Variant) -> int:
+    """Server worker processes: an app's ``workers``, or a bundled stack's ``workers`` option."""
+    if variant.app_spec() is not None:
+        return variant.workers
+    value = variant.options.get("workers", "1")
+    return int(value) if value.isdigit() else 1
 
 
 @dataclass
@@ -259,8 +269,16 @@ class ScenarioRunner:
     def _start_servers(self, stack: ExitStack) -> None:
         for run in self.runs:
             self._advance(f"starting {run.variant.name}")
-            server = ServerProcess(
-                run.variant.stack, run.variant.options, port=run.variant.port, cpu=self.server_cpu
+            spec = run.variant.app_spec()
+            server: ServerProcess = (
+                ServerProcess(
+                    run.variant.stack,
+                    run.variant.options,
+                    port=run.variant.port,
+                    cpu=self.server_cpu,
+                )
+                if spec is None
+                else AppServerProcess(spec, cpu=self.server_cpu)
             )
             stack.callback(server.stop)
             try:
@@ -340,6 +358,9 @@ class ScenarioRunner:
                         rate=self.rate_hz,
                         native=self.native,
                         nonblocking=True,
+                        # Worker trees (gunicorn, uvicorn --workers) work in children; and
+                        # without it py-spy writes a sample with no frames as a bare " N" line.
+                        subprocesses=True,
                     ).start()
                 )
 
@@ -409,8 +430,33 @@ class ScenarioRunner:
                     warmup=plan.warmup_s,
                 )
             ensure_fd_limit(plan.connections)
+            for variant in self.scenario.variants:
+                if (spec := variant.app_spec()) is not None:
+                    check_installed(spec)
         except WsprofError as exc:
             raise WsprofError(f"{printable(self.scenario.source)}: {exc}") from None
+
+    def worker_warnings(self) -> list[str]:
+        """Variants whose workers outnumber the cores they get: their figures share cores."""
+        cores = len(os.sched_getaffinity(0))
+        pinned = 1 if self.server_cpu is not None else cores
+        warnings = []
+        for variant in self.scenario.variants:
+            workers = _workers(variant)
+            if workers <= 1:
+                continue
+            if workers > cores:
+                warnings.append(
+                    f"variant {variant.name}: {workers} workers > {cores} cores; "
+                    "workers and the load client share cores, so its figures understate the server"
+                )
+            elif workers > pinned:
+                warnings.append(
+                    f"variant {variant.name}: {workers} workers share the server's "
+                    f"{pinned} core (cpu {self.server_cpu}); the load client has the other"
+                    f"{'s' if cores - pinned > 1 else ''}"
+                )
+        return warnings
 
     def run(self) -> ScenarioRecord:
         """Measure every variant (servers are always stopped on the way out)."""
@@ -450,9 +496,12 @@ class ScenarioRunner:
             native=self.native,
             rules=None if self.rules is None else str(self.rules),
             out_dir=str(self.out_dir),
-            env=environment(
-                server_cpu=self.server_cpu, client_cpus=self.client_cpus, client=self.client
-            ),
+            env={
+                **environment(
+                    server_cpu=self.server_cpu, client_cpus=self.client_cpus, client=self.client
+                ),
+                "warnings": self.worker_warnings(),
+            },
             runs=tuple(run.freeze() for run in self.runs),
             latency_rate=self.latency_rate,
             micro_results=tuple(self.micro_results),

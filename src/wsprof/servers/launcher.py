@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 import psutil
 
@@ -53,15 +53,15 @@ KILL_WAIT_SECONDS = 5.0
 _STDERR_TAIL_BYTES = 64 * 1024
 _READY_RE = re.compile(rf"^{READY_PREFIX} port=(\d+) pid=(\d+)$")
 #: The directory holding the ``wsprof`` package, put first on the child's path.
-_SRC_DIR = str(Path(__file__).resolve().parents[2])
+SRC_DIR = str(Path(__file__).resolve().parents[2])
 
 
 class ServerFailed(MeasurementError, RuntimeError):
     """A server did not start, or died, or misbehaved; the message ends with its stderr tail."""
 
 
-class _StartupProblem(Exception):
-    """Internal: why start() gave up, turned into ServerFailed once the tree is gone."""
+class StartupProblem(Exception):
+    """Why a readiness step gave up; start() turns it into ServerFailed once the tree is gone."""
 
 
 class ServerProcess:
@@ -89,6 +89,10 @@ class ServerProcess:
         spec = get_stack(stack)
         self.mode: str = spec.mode
         self.serializer: str = self.options.get("serializer", "none")
+        self._init_process(port, cpu, startup_timeout)
+
+    def _init_process(self, port: int, cpu: int | None, startup_timeout: float) -> None:
+        """The state every server process has, whatever it serves."""
         if not 0 <= port <= 65535:
             raise ValueError(f"port must be 0..65535, not {port}")
         if cpu is not None and cpu not in os.sched_getaffinity(0):
@@ -139,28 +143,23 @@ class ServerProcess:
         if self._proc is not None:
             raise RuntimeError("ServerProcess.start() called twice")
         deadline = time.monotonic() + self.startup_timeout
-        env = dict(os.environ)
-        env[PARENT_PID_ENV] = str(os.getpid())
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC_DIR, env.get("PYTHONPATH", "")) if p)
         self._stderr_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as self
-            prefix=f"wsprof-{self.stack}-", suffix=".stderr"
+            prefix=f"wsprof-{file_safe(self.stack)}-", suffix=".stderr"
         )
         self._proc = subprocess.Popen(
             self.command(),
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
             stderr=self._stderr_file,
-            env=env,
             start_new_session=True,
             close_fds=True,
+            **self._spawn_options(),
         )
         self.pid = self._proc.pid
         try:
             if self.cpu is not None:
                 os.sched_setaffinity(self._proc.pid, {self.cpu})
-            self._wait_ready(deadline)
-            self._probe(deadline)
-        except _StartupProblem as problem:
+            self._become_ready(deadline)
+        except StartupProblem as problem:
             self.stop()
             raise ServerFailed(self._failure_message(str(problem))) from None
         except BaseException:
@@ -168,6 +167,18 @@ class ServerProcess:
             raise
         self._remember_tree()
         return self
+
+    def _spawn_options(self) -> dict[str, Any]:
+        """Popen's environment (and, for subclasses, cwd and preexec_fn)."""
+        env = dict(os.environ)
+        env[PARENT_PID_ENV] = str(os.getpid())
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC_DIR, env.get("PYTHONPATH", "")) if p)
+        return {"env": env, "stdout": subprocess.PIPE}
+
+    def _become_ready(self, deadline: float) -> None:
+        """The READY line, then one real client handshake."""
+        self._wait_ready(deadline)
+        self._probe(deadline)
 
     def _wait_ready(self, deadline: float) -> None:
         proc = self._proc
@@ -177,22 +188,22 @@ class ServerProcess:
         while b"\n" not in buffered:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise _StartupProblem(f"was not ready within {self.startup_timeout:g} s")
+                raise StartupProblem(f"was not ready within {self.startup_timeout:g} s")
             readable, _, _ = select.select([fd], [], [], min(remaining, 0.5))
             if not readable:
                 continue
             chunk = os.read(fd, 4096)
             if not chunk:
-                raise _StartupProblem(self._early_exit_reason(deadline))
+                raise StartupProblem(self._early_exit_reason(deadline))
             buffered += chunk
             if len(buffered) > 4096:
-                raise _StartupProblem(f"wrote unexpected output to stdout: {buffered[:200]!r}")
+                raise StartupProblem(f"wrote unexpected output to stdout: {buffered[:200]!r}")
         line = buffered.split(b"\n", 1)[0].decode(errors="replace").strip()
         match = _READY_RE.match(line)
         if not match:
-            raise _StartupProblem(f"printed {line!r} instead of the {READY_PREFIX} line")
+            raise StartupProblem(f"printed {line!r} instead of the {READY_PREFIX} line")
         if int(match.group(2)) != proc.pid:
-            raise _StartupProblem(f"reported pid {match.group(2)}, but we started pid {proc.pid}")
+            raise StartupProblem(f"reported pid {match.group(2)}, but we started pid {proc.pid}")
         self.port = int(match.group(1))
         proc.stdout.close()
 
@@ -210,7 +221,7 @@ class ServerProcess:
             )
         if code == EXIT_BAD_ARGS:
             return "rejected its command line"
-        return f"exited before it was ready ({_describe_exit(code)})"
+        return f"exited before it was ready ({describe_exit(code)})"
 
     def _probe(self, deadline: float) -> None:
         """One real handshake: a WebSocket echo, or Engine.IO open + Socket.IO connect."""
@@ -224,21 +235,21 @@ class ServerProcess:
                     ws.send("wsprof-probe")
                     reply = ws.recv(timeout=max(0.1, deadline - time.monotonic()))
                     if reply != "wsprof-probe":
-                        raise _StartupProblem(f"probe echo returned {reply!r}")
+                        raise StartupProblem(f"probe echo returned {reply!r}")
                     return
                 opening = ws.recv(timeout=max(0.1, deadline - time.monotonic()))
                 if not (isinstance(opening, str) and opening.startswith("0{")):
-                    raise _StartupProblem(f"Engine.IO open packet expected, got {opening!r:.200}")
+                    raise StartupProblem(f"Engine.IO open packet expected, got {opening!r:.200}")
                 ws.send(self._socketio_connect_packet())
                 reply = ws.recv(timeout=max(0.1, deadline - time.monotonic()))
                 if not self._is_socketio_connect_reply(reply):
-                    raise _StartupProblem(f"Socket.IO connect reply expected, got {reply!r:.200}")
+                    raise StartupProblem(f"Socket.IO connect reply expected, got {reply!r:.200}")
         except (OSError, TimeoutError, WebSocketException) as exc:
             if self._proc is not None and self._proc.poll() is not None:
-                raise _StartupProblem(
-                    f"died during the readiness probe ({_describe_exit(self._proc.returncode)})"
+                raise StartupProblem(
+                    f"died during the readiness probe ({describe_exit(self._proc.returncode)})"
                 ) from exc
-            raise _StartupProblem(f"readiness probe on {self.url} failed: {exc!r}") from exc
+            raise StartupProblem(f"readiness probe on {self.url} failed: {exc!r}") from exc
 
     def _socketio_connect_packet(self) -> str | bytes:
         if self.serializer == "msgpack":
@@ -259,7 +270,7 @@ class ServerProcess:
         proc = self._require_started()
         code = proc.poll()
         if code is not None:
-            raise ServerFailed(self._failure_message(f"died mid-run ({_describe_exit(code)})"))
+            raise ServerFailed(self._failure_message(f"died mid-run ({describe_exit(code)})"))
 
     def pids(self) -> list[int]:
         """PIDs of the live process tree (the server first), e.g. for py-spy."""
@@ -289,6 +300,14 @@ class ServerProcess:
                 key = (process.pid, 0)
                 self._task_ns[key] = max(ns, self._task_ns.get(key, 0))
         return sum(self._task_ns.values()) / 1e9
+
+    def cpu_seconds_by_pid(self) -> dict[int, float]:
+        """:meth:`cpu_seconds` split by process (e.g. to see that every worker worked)."""
+        self.cpu_seconds()
+        by_pid: dict[int, float] = {}
+        for (pid, _tid), ns in self._task_ns.items():
+            by_pid[pid] = by_pid.get(pid, 0.0) + ns / 1e9
+        return by_pid
 
     def _sample_schedstat(self, pid: int) -> None:
         try:
@@ -438,7 +457,12 @@ class ServerProcess:
         )
 
 
-def _describe_exit(code: int | None) -> str:
+def file_safe(name: str) -> str:
+    """``name`` usable inside a temporary file's name."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", name)
+
+
+def describe_exit(code: int | None) -> str:
     if code is None:
         return "still running"
     if code < 0:
