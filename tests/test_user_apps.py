@@ -435,3 +435,26 @@ def test_the_shipped_workers_scenario_warns_that_its_workers_share_cores() -> No
     if runner.server_cpu is not None:  # pinned: both workers on the server's one core
         assert any("fastapi-2-workers: 2 workers share" in w for w in warnings), warnings
     assert not any("fastapi-1-worker" in w for w in warnings)
+
+
+def test_a_users_app_code_is_charged_to_application(tmp_path: Path) -> None:
+    """The default rules cannot know the user's files; the scenario names them."""
+    from wsprof.profiling.attribute import attribute
+    from wsprof.profiling.folded import parse_folded
+    from wsprof.profiling.layers import default_rules
+    from wsprof.scenario.files import application_globs, load_scenario
+
+    path = _scenario_dir(tmp_path, _variant("mine", "uvicorn", path="/ws"))
+    scenario = load_scenario(str(path))
+    app_file = (tmp_path / "user_chat" / "fastapi_app.py").resolve()  # copied beside the file
+    folded = (
+        f"run (uvicorn/server.py:60);chat ({app_file}:16);dumps (json/__init__.py:231) 3\n"
+        f"run (uvicorn/server.py:60);chat ({app_file}:16) 5\n"
+        "run (uvicorn/main.py:580) 2\n"
+    )
+    rules = default_rules().with_application_files(application_globs(scenario.variants))
+    layers = attribute(parse_folded(folded), rules).layers
+    assert layers["application"].samples == 5  # the json it calls stays json
+    assert layers["json"].samples == 3
+    assert layers["server-framework"].samples == 2  # uvicorn/main.py is not the user's main
+    assert attribute(parse_folded(folded), default_rules()).layers["application"].samples == 0

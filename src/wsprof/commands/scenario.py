@@ -23,6 +23,7 @@ from wsprof.scenario.files import (
     NAME_RE,
     Scenario,
     app_variant,
+    application_globs,
     load_scenario,
     printable,
     shipped_scenarios,
@@ -74,7 +75,8 @@ def with_app(scenario: Scenario, args: argparse.Namespace) -> Scenario:
 def run(args: argparse.Namespace) -> int:
     """Run one scenario; 1 when a variant failed (each failure on stderr), else 0."""
     scenario = with_app(load_scenario(args.name), args)
-    rules = load_rules(args.rules)  # a bad rules file fails now, not after the measuring
+    # A bad rules file fails now, not after the measuring; the user's app code is `application`.
+    rules = load_rules(args.rules).with_application_files(application_globs(scenario.variants))
     # Where the results go is checked before any server starts, not after the run.
     check_out_dir(args.out)
     if args.json is not None:

@@ -13,7 +13,7 @@ import hashlib
 import re
 import tomllib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -207,6 +207,14 @@ class RuleSet:
     def new_layers(self) -> tuple[str, ...]:
         """Layers that only a user rule names: listed before "other", and worth a notice."""
         return tuple(name for name in self.layers if name not in LAYERS)
+
+    def with_application_files(self, globs: Iterable[str]) -> RuleSet:
+        """These rules with a user's own files charged to ``application`` before anything else.
+
+        The default rules cannot know where a user's app lives; a scenario does.
+        """
+        first = tuple(Rule(layer="application", paths=(g,)) for g in globs)
+        return replace(self, rules=first + self.rules) if first else self
 
     def new_layers_notice(self) -> str | None:
         """One line saying which layers ``source`` adds (a typo would otherwise pass silently)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -69,6 +70,20 @@ class Variant:
             serializer=self.serializer,
             options=dict(self.options),
         )
+
+
+def application_globs(variants: Iterable[Variant]) -> list[str]:
+    """Absolute path globs of the user's app code (its top package or module), for attribution."""
+    globs: list[str] = []
+    for v in variants:
+        if v.app is None:
+            continue
+        top = v.app.split(":", 1)[0].split(".", 1)[0]
+        base = Path(v.directory or ".").resolve() / top
+        for glob in (f"{base}/", f"{base}.py"):
+            if glob not in globs:
+                globs.append(glob)
+    return globs
 
 
 APP_KEYS = ("app", "server", "worker", "workers", "path", "mode", "serializer")
