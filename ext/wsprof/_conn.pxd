@@ -51,6 +51,7 @@ cdef struct Conn:
     uint32_t to_send
     int match_idx         # Socket.IO binary event: header matched, attachment awaited
     int skip_bin          # attachments of an unmatched binary event still to skip
+    uint64_t ack_next     # the ack id of the next message sent (--ack)
     int dirty
     WsParser p
 

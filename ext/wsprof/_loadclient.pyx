@@ -15,7 +15,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport errno, EAGAIN, EINTR
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcmp, memcpy, strerror
 from posix.time cimport CLOCK_MONOTONIC
 from posix.unistd cimport close, read
@@ -23,7 +23,7 @@ from posix.unistd cimport close, read
 from wsprof._buffer cimport buf_free
 from wsprof._clock cimport now_ns, thread_cpu_ns
 from wsprof._frames cimport (
-    OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, MAX_CONTROL_PAYLOAD, MAX_HEADER,
+    OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, MAX_CONTROL_PAYLOAD, MAX_HEADER,
     parser_init, write_frame, ws_next,
 )
 from wsprof._conn cimport (
@@ -37,16 +37,41 @@ from wsprof._posix cimport (
     EPOLL_CTL_ADD, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, MAX_EVENTS, SIGNAL_CHECK_MS,
     TFD_CLOEXEC, TFD_NONBLOCK,
 )
-from wsprof._session cimport SIO_ENDED, SIO_EVENT, SIO_PING, sio_kind
+from wsprof._session cimport SIO_ENDED, SIO_EVENT, SIO_PING, sio_kind, starts_with
 from wsprof._setup cimport Setup
 
 from wsprof.client.base import LoadError
+from wsprof.protocol.socketio import compact_dumps, event_name
 from wsprof.protocol.websocket import frame_error
 
 ERROR_KINDS = (
     "closed_by_server", "connection_reset", "protocol_error", "echo_mismatch",
     "unexpected_message", "send_backlog", "schedule_backlog", "close_timeout",
+    "unexpected_event", "unexpected_ack",
 )
+REPLIES = {"echo": R_ECHO, "any": R_ANY, "ack": R_ACK}
+MAX_NOTES = 64  # unexpected events named in Python; the rest are only counted
+
+
+cdef inline bint event_match(const uint8_t* data, size_t n, Bytes prefix) noexcept nogil:
+    """``data`` is an event named by ``prefix`` (42["name"), followed by , or ]."""
+    return (n > prefix.len and memcmp(data, prefix.data, prefix.len) == 0
+            and (data[prefix.len] == 44 or data[prefix.len] == 93))
+
+
+cdef inline size_t put_digits(uint8_t* out, uint64_t v) noexcept nogil:
+    """Write ``v`` in ASCII decimal; its length."""
+    cdef uint8_t tmp[20]
+    cdef size_t k = 0, i
+    while True:
+        tmp[k] = 48 + v % 10
+        k += 1
+        v //= 10
+        if v == 0:
+            break
+    for i in range(k):
+        out[i] = tmp[k - 1 - i]
+    return k
 
 cdef uint32_t TIMER_TOKEN = 0xFFFFFFFF
 
@@ -60,7 +85,9 @@ cdef class LoadRun:
 
     def __init__(self, *, str host, int port, str path, int connections, bint socketio,
                  list send_frames, list expect_frames, int in_flight, double rate,
-                 double max_message_size, Histogram histogram, bint msgpack=False) -> None:
+                 double max_message_size, Histogram histogram, bint msgpack=False,
+                 str reply="echo", bytes reply_prefix=b"", bytes ack_prefix=b"",
+                 tuple ack_parts=(b"", b"")) -> None:
         cdef int i
         self.setup = Setup(host=host, port=port, path=path, connections=connections,
                            socketio=socketio, msgpack=msgpack, send_frames=send_frames)
@@ -93,6 +120,19 @@ cdef class LoadRun:
             self.exp[i] = self.hold(bytes(expect_frames[i][1]))
         self.goodbye = self.hold(self.setup.goodbye)
         self.sio = self.setup.sio
+        self.reply = REPLIES[reply]
+        self.reply_prefix = self.hold(reply_prefix)
+        self.ack_prefix = self.hold(ack_prefix)
+        self.ack_head = self.hold(ack_parts[0])
+        self.ack_tail = self.hold(ack_parts[1])
+        self.seen = {}
+        if self.reply == R_ACK:
+            size = self.ack_head.len + 20 + self.ack_tail.len
+            self.ack_text = <uint8_t*>malloc(size)
+            self.ack_frames = <uint8_t*>malloc(self.copies * (MAX_HEADER + size))
+            if self.ack_text == NULL or self.ack_frames == NULL:
+                raise MemoryError()
+            memcpy(self.ack_text, self.ack_head.data, self.ack_head.len)
 
     def __dealloc__(self):
         cdef int i
@@ -106,6 +146,8 @@ cdef class LoadRun:
                 free(self.conns[i].ring)
             free(self.conns)
         free(self.sched.dirty)
+        free(self.ack_text)
+        free(self.ack_frames)
         if self.epfd >= 0:
             close(self.epfd)
         if self.timerfd >= 0:
@@ -190,6 +232,8 @@ cdef class LoadRun:
         if not self.open_loop:
             for _j in range(count):
                 ring_push(c, stamp)   # never full: the ring holds in_flight stamps
+        if self.reply == R_ACK:
+            return self.send_acked(idx, count)
         while count > 0:
             k = count if count < self.copies else self.copies
             if self.write(idx, self.unit.data, k * self.unit_len) != 0:
@@ -197,7 +241,58 @@ cdef class LoadRun:
             count -= k
         return 0
 
+    cdef int send_acked(self, int idx, uint32_t count) except -1:
+        """Messages with consecutive ack ids, built in C, sent ``copies`` per write."""
+        cdef Conn* c = &self.conns[idx]
+        cdef uint32_t k, j
+        cdef size_t pos, tlen
+        while count > 0:
+            k = count if count < self.copies else self.copies
+            pos = 0
+            for j in range(k):
+                tlen = self.ack_head.len
+                tlen += put_digits(self.ack_text + tlen, c.ack_next)
+                memcpy(self.ack_text + tlen, self.ack_tail.data, self.ack_tail.len)
+                tlen += self.ack_tail.len
+                pos += write_frame(self.ack_frames + pos, 0x80 | OP_TEXT, self.ack_text, tlen,
+                                   self.mask_key)
+                c.ack_next += 1
+            if self.write(idx, self.ack_frames, pos) != 0:
+                return 1
+            count -= k
+        return 0
+
     # -- reading ------------------------------------------------------------
+
+    cdef bint ack_ok(self, Conn* c, const uint8_t* data, size_t n) noexcept:
+        """An ack (43<id>[...) whose id is one of the connection's outstanding ids."""
+        cdef size_t i = self.ack_prefix.len
+        cdef uint64_t ack_id = 0
+        if i >= n or not 48 <= data[i] <= 57:
+            return False
+        while i < n and 48 <= data[i] <= 57:
+            ack_id = ack_id * 10 + (data[i] - 48)
+            i += 1
+        return i < n and data[i] == 91 and c.ack_next - c.rcount <= ack_id < c.ack_next
+
+    cdef int unexpected_event(self, const uint8_t* data, size_t n) except -1:
+        """An event that is not the reply: counted; named (in Python) when first seen."""
+        self.counts[K_UNEXPECTED_EVENT] += 1
+        if self.other_event.len and starts_with(data, n, self.other_event):
+            self.other_event_n += 1
+            return 0
+        if self.notes >= MAX_NOTES:
+            return 0
+        self.notes += 1
+        text = PyBytes_FromStringAndSize(<char*>data, min(n, 512)).decode(errors="replace")
+        name = event_name(text)
+        key = f"event:{name}" if name is not None else "frame"
+        self.seen[key] = self.seen.get(key, 0) + 1
+        if name is not None and not self.other_event.len:
+            self.other_key = key
+            self.other_event = self.hold(
+                (text[:text.index("[") + 1] + compact_dumps(name)).encode())
+        return 0
 
     cdef int complete(self, int idx, uint64_t now, bint ok) except -1:
         """One response: time it against the oldest outstanding send, ask for a replacement."""
@@ -246,6 +341,16 @@ cdef class LoadRun:
             return 0
         if c.state < CS_READY:
             return self.setup_message(idx, op, data, n)
+        if self.reply != R_ECHO:
+            if op == OP_TEXT or op == OP_BINARY:
+                if not self.socketio:
+                    return self.complete(idx, now, True)
+                if op == OP_TEXT:
+                    if self.reply == R_ANY and event_match(data, n, self.reply_prefix):
+                        return self.complete(idx, now, True)
+                    if self.reply == R_ACK and starts_with(data, n, self.ack_prefix):
+                        return self.complete(idx, now, self.ack_ok(c, data, n))
+            return self.socketio_other(idx, op, data, n, now)
         m = c.match_idx
         if op == self.exp_op[m] and n == self.exp[m].len and memcmp(data, self.exp[m].data, n) == 0:
             if m + 1 == self.nexp:
@@ -267,6 +372,10 @@ cdef class LoadRun:
         cdef Conn* c = &self.conns[idx]
         cdef int kind
         if op == OP_TEXT:
+            if self.reply != R_ACK and starts_with(data, n, self.ack_prefix):
+                self.counts[K_UNEXPECTED_ACK] += 1
+                self.seen["ack"] = self.seen.get("ack", 0) + 1
+                return 0
             kind = sio_kind(&self.sio, data, n, &c.skip_bin)
             if kind == SIO_PING:
                 return self.write(idx, self.sio.pong.data, self.sio.pong.len)
@@ -274,7 +383,10 @@ cdef class LoadRun:
                 self.lose(idx, K_CLOSED_BY_SERVER, "the server closed the Socket.IO session")
                 return 1
             if kind == SIO_EVENT:
-                return self.complete(idx, now, False)
+                if self.reply == R_ECHO and (self.reply_prefix.len == 0
+                                             or event_match(data, n, self.reply_prefix)):
+                    return self.complete(idx, now, False)
+                return self.unexpected_event(data, n)
             self.counts[K_UNEXPECTED] += 1
             return 0
         if c.skip_bin > 0:
@@ -510,6 +622,8 @@ cdef class LoadRun:
         self.mark_window("end")
         self.close_all(close_timeout, events)
         errors = {ERROR_KINDS[i]: int(self.counts[i]) for i in range(K_COUNT) if self.counts[i]}
+        if self.other_event_n:
+            self.seen[self.other_key] += int(self.other_event_n)
         if ended_early:
             detail = "; ".join(f"{k}: {v}" for k, v in self.first_error.items())
             when = "before any message" if self.measured == 0 else f"after {self.measured} messages"
@@ -522,6 +636,7 @@ cdef class LoadRun:
             "cpu_s": (self.cpu_end - self.cpu_start) / 1e9,
             "errors": errors,
             "first_error": dict(self.first_error),
+            "seen": dict(self.seen),
         }
 
     cdef int close_all(self, double timeout, epoll_event* events) except -1:
