@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -177,6 +180,63 @@ async def socketio_rejecting(sock: socket.socket, stop: asyncio.Event) -> None:
         raise socketio.exceptions.ConnectionRefusedError("no entry")
 
     await _uvicorn(socketio.ASGIApp(sio), sock, stop)
+
+
+async def fastapi_prefixing(sock: socket.socket, stop: asyncio.Event) -> None:
+    """tests/apps/fastapi_echo.py: route /ws answers every text with "Echo: " + text."""
+    from apps.fastapi_echo import app
+
+    await _uvicorn(app, sock, stop)
+
+
+async def socketio_replying(sock: socket.socket, stop: asyncio.Event) -> None:
+    """python-socketio that answers ``message`` with ``response``, acks ``ask``, and acks
+    ``chatty`` after an unrelated ``note`` event: servers that do not echo."""
+    sio = socketio.AsyncServer(async_mode="asgi")
+
+    @sio.on("message")
+    async def message(sid: str, data: Any) -> None:
+        await sio.emit("response", f"Echo: {data}", to=sid)
+
+    @sio.on("ask")
+    async def ask(sid: str, data: Any) -> str:
+        return f"Echo: {data}"
+
+    @sio.on("chatty")
+    async def chatty(sid: str, data: Any) -> str:
+        await sio.emit("note", "hello", to=sid)
+        return "ok"
+
+    await _uvicorn(socketio.ASGIApp(sio), sock, stop)
+
+
+@contextlib.contextmanager
+def flask_socketio_app() -> Iterator[int]:
+    """tests/apps/flask_socketio_app.py run as its docs run it (socketio.run on eventlet)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = Path(__file__).parent / "apps" / "flask_socketio_app.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(app), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            assert proc.poll() is None and time.monotonic() < deadline, "app did not start"
+            time.sleep(0.1)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def closed_port() -> int:

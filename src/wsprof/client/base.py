@@ -132,6 +132,7 @@ def unanswered(
         return LoadError(
             f"{head}: nothing came back for the '{config.event}' events sent ({kinds}); "
             "try --event NAME with the event the server's handler takes"
+            + ("" if config.ack else ", or --ack if its handler answers with a return value")
         )
     key = max(seen, key=lambda k: seen[k])
     count = seen[key]
