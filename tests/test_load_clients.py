@@ -58,6 +58,11 @@ def client(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def load(client: str) -> Load:
     """``load(port_or_url, **LoadConfig fields)`` with this client; short runs, no warm-up."""
+    return make_load(client)
+
+
+def make_load(client: str) -> Load:
+    """The ``load`` fixture's function (test modules of other behaviours reuse it)."""
 
     def run(where: int | str, **kwargs: Any) -> LoadResult:
         url = f"ws://127.0.0.1:{where}/" if isinstance(where, int) else where

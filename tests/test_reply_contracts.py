@@ -18,11 +18,17 @@ from servers import (
     socketio_replying,
     stack,
 )
-from test_load_clients import assert_clean, client, load, load_error  # noqa: F401
+from test_load_clients import Load, assert_clean, load_error, make_load
 
-from wsprof.client.base import LoadConfig, LoadError, unanswered
+from wsprof.client.base import CLIENTS, LoadConfig, LoadError, unanswered
 from wsprof.client.driver import run_load
 from wsprof.errors import WsprofError
+
+
+@pytest.fixture(params=CLIENTS)
+def load(request: pytest.FixtureRequest) -> Load:
+    """``load(url, **LoadConfig fields)`` on each client in turn (test_load_clients.py)."""
+    return make_load(request.param)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from wsprof._conn cimport Bytes, Conn, Schedule, SendResult
 from wsprof._histogram cimport Histogram
 from wsprof._posix cimport epoll_event
+from wsprof._reply cimport Reply
 from wsprof._session cimport Session
 from wsprof._setup cimport Setup
 
@@ -28,11 +29,6 @@ cdef enum:
     K_UNEXPECTED_EVENT
     K_UNEXPECTED_ACK
     K_COUNT
-
-cdef enum ReplyKind:
-    R_ECHO               # the expected frames, byte for byte
-    R_ANY                # raw: any data message; Socket.IO: the reply event's prefix
-    R_ACK                # an ack whose id is outstanding
 
 cdef enum:
     SCRATCH = 262144
@@ -65,15 +61,7 @@ cdef class LoadRun:
     cdef int exp_op[2]
     cdef Bytes exp[2]
     cdef Session sio             # Socket.IO text recognised per message
-    cdef ReplyKind reply
-    cdef Bytes reply_prefix      # R_ANY in Socket.IO mode: 42["name"
-    cdef Bytes ack_prefix        # 43
-    cdef Bytes ack_head          # R_ACK: a message is ack_head + id digits + ack_tail
-    cdef Bytes ack_tail
-    cdef uint8_t* ack_text       # one message's text
-    cdef uint8_t* ack_frames     # up to `copies` masked frames
-    cdef Bytes other_event       # prefix of the first unexpected event, counted in C
-    cdef uint64_t other_event_n
+    cdef Reply reply             # the reply contract (wsprof._reply)
     cdef str other_key
     cdef uint32_t notes          # unexpected things described in Python (bounded)
     cdef dict seen
@@ -110,8 +98,6 @@ cdef class LoadRun:
     cdef int on_message(self, int idx, int op, uint8_t* data, size_t n, uint64_t now) except -1
     cdef int socketio_other(self, int idx, int op, uint8_t* data, size_t n,
                             uint64_t now) except -1
-    cdef int send_acked(self, int idx, uint32_t count) except -1
-    cdef bint ack_ok(self, Conn* c, const uint8_t* data, size_t n) noexcept
     cdef int unexpected_event(self, const uint8_t* data, size_t n) except -1
     cdef int pong(self, int idx, const uint8_t* data, size_t n) except -1
     cdef int setup_message(self, int idx, int op, const uint8_t* data, size_t n) except -1

@@ -15,7 +15,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport errno, EAGAIN, EINTR
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport calloc, free
 from libc.string cimport memcmp, memcpy, strerror
 from posix.time cimport CLOCK_MONOTONIC
 from posix.unistd cimport close, read
@@ -28,8 +28,8 @@ from wsprof._frames cimport (
 )
 from wsprof._conn cimport (
     CS_CONNECTING, CS_CLOSING, CS_DEAD, CS_HANDSHAKE, CS_READY, SENT, SEND_BACKLOG, SEND_NOMEM,
-    WBUF_LIMIT, conn_flush, conn_keep, conn_recv, conn_send, outstanding, ring_pop, ring_push,
-    schedule_due, set_events, view,
+    WBUF_LIMIT, ConnState, conn_drop, conn_flush, conn_keep, conn_recv, conn_send, outstanding,
+    ring_init, ring_pop, ring_push, schedule_due, set_events, view,
 )
 from wsprof._histogram cimport Histogram
 from wsprof._posix cimport (
@@ -37,11 +37,14 @@ from wsprof._posix cimport (
     EPOLL_CTL_ADD, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, MAX_EVENTS, SIGNAL_CHECK_MS,
     TFD_CLOEXEC, TFD_NONBLOCK,
 )
+from wsprof._reply cimport (
+    R_ACK, R_ANY, R_ECHO, ack_id_ok, acked_frames, event_match, reply_alloc, reply_free,
+)
 from wsprof._session cimport SIO_ENDED, SIO_EVENT, SIO_PING, sio_kind, starts_with
 from wsprof._setup cimport Setup
 
 from wsprof.client.base import LoadError
-from wsprof.protocol.socketio import compact_dumps, event_name
+from wsprof.protocol.socketio import event_key
 from wsprof.protocol.websocket import frame_error
 
 ERROR_KINDS = (
@@ -52,26 +55,6 @@ ERROR_KINDS = (
 REPLIES = {"echo": R_ECHO, "any": R_ANY, "ack": R_ACK}
 MAX_NOTES = 64  # unexpected events named in Python; the rest are only counted
 
-
-cdef inline bint event_match(const uint8_t* data, size_t n, Bytes prefix) noexcept nogil:
-    """``data`` is an event named by ``prefix`` (42["name"), followed by , or ]."""
-    return (n > prefix.len and memcmp(data, prefix.data, prefix.len) == 0
-            and (data[prefix.len] == 44 or data[prefix.len] == 93))
-
-
-cdef inline size_t put_digits(uint8_t* out, uint64_t v) noexcept nogil:
-    """Write ``v`` in ASCII decimal; its length."""
-    cdef uint8_t tmp[20]
-    cdef size_t k = 0, i
-    while True:
-        tmp[k] = 48 + v % 10
-        k += 1
-        v //= 10
-        if v == 0:
-            break
-    for i in range(k):
-        out[i] = tmp[k - 1 - i]
-    return k
 
 cdef uint32_t TIMER_TOKEN = 0xFFFFFFFF
 
@@ -120,19 +103,14 @@ cdef class LoadRun:
             self.exp[i] = self.hold(bytes(expect_frames[i][1]))
         self.goodbye = self.hold(self.setup.goodbye)
         self.sio = self.setup.sio
-        self.reply = REPLIES[reply]
-        self.reply_prefix = self.hold(reply_prefix)
-        self.ack_prefix = self.hold(ack_prefix)
-        self.ack_head = self.hold(ack_parts[0])
-        self.ack_tail = self.hold(ack_parts[1])
+        self.reply.kind = REPLIES[reply]
+        self.reply.prefix = self.hold(reply_prefix)
+        self.reply.ack_prefix = self.hold(ack_prefix)
+        self.reply.ack_head = self.hold(ack_parts[0])
+        self.reply.ack_tail = self.hold(ack_parts[1])
         self.seen = {}
-        if self.reply == R_ACK:
-            size = self.ack_head.len + 20 + self.ack_tail.len
-            self.ack_text = <uint8_t*>malloc(size)
-            self.ack_frames = <uint8_t*>malloc(self.copies * (MAX_HEADER + size))
-            if self.ack_text == NULL or self.ack_frames == NULL:
-                raise MemoryError()
-            memcpy(self.ack_text, self.ack_head.data, self.ack_head.len)
+        if reply_alloc(&self.reply, self.copies, self.mask_key) < 0:
+            raise MemoryError()
 
     def __dealloc__(self):
         cdef int i
@@ -146,8 +124,7 @@ cdef class LoadRun:
                 free(self.conns[i].ring)
             free(self.conns)
         free(self.sched.dirty)
-        free(self.ack_text)
-        free(self.ack_frames)
+        reply_free(&self.reply)
         if self.epfd >= 0:
             close(self.epfd)
         if self.timerfd >= 0:
@@ -176,17 +153,9 @@ cdef class LoadRun:
         return 0
 
     cdef void drop(self, int idx) noexcept:
-        cdef Conn* c = &self.conns[idx]
-        if c.fd >= 0:
-            close(c.fd)   # also removes it from the epoll set
-            c.fd = -1
-        if c.state == CS_CLOSING:
-            self.closing -= 1
-        if c.state >= CS_READY and c.state != CS_DEAD:
-            self.alive -= 1
-        c.state = CS_DEAD
-        c.wbuf.len = c.woff = 0
-        c.rbuf.len = 0
+        cdef ConnState was = conn_drop(&self.conns[idx])
+        self.closing -= was == CS_CLOSING
+        self.alive -= CS_READY <= was < CS_DEAD
 
     # -- writing ------------------------------------------------------------
 
@@ -229,69 +198,35 @@ cdef class LoadRun:
         """Write ``count`` message units in as few sends as possible (write coalescing)."""
         cdef Conn* c = &self.conns[idx]
         cdef uint32_t k, _j
+        cdef int rc
         if not self.open_loop:
             for _j in range(count):
                 ring_push(c, stamp)   # never full: the ring holds in_flight stamps
-        if self.reply == R_ACK:
-            return self.send_acked(idx, count)
         while count > 0:
             k = count if count < self.copies else self.copies
-            if self.write(idx, self.unit.data, k * self.unit_len) != 0:
-                return 1
-            count -= k
-        return 0
-
-    cdef int send_acked(self, int idx, uint32_t count) except -1:
-        """Messages with consecutive ack ids, built in C, sent ``copies`` per write."""
-        cdef Conn* c = &self.conns[idx]
-        cdef uint32_t k, j
-        cdef size_t pos, tlen
-        while count > 0:
-            k = count if count < self.copies else self.copies
-            pos = 0
-            for j in range(k):
-                tlen = self.ack_head.len
-                tlen += put_digits(self.ack_text + tlen, c.ack_next)
-                memcpy(self.ack_text + tlen, self.ack_tail.data, self.ack_tail.len)
-                tlen += self.ack_tail.len
-                pos += write_frame(self.ack_frames + pos, 0x80 | OP_TEXT, self.ack_text, tlen,
-                                   self.mask_key)
-                c.ack_next += 1
-            if self.write(idx, self.ack_frames, pos) != 0:
+            if self.reply.kind != R_ACK:
+                rc = self.write(idx, self.unit.data, k * self.unit_len)
+            else:   # each message has its own ack id, written here
+                rc = self.write(idx, self.reply.frames, acked_frames(&self.reply, c, k))
+            if rc != 0:
                 return 1
             count -= k
         return 0
 
     # -- reading ------------------------------------------------------------
 
-    cdef bint ack_ok(self, Conn* c, const uint8_t* data, size_t n) noexcept:
-        """An ack (43<id>[...) whose id is one of the connection's outstanding ids."""
-        cdef size_t i = self.ack_prefix.len
-        cdef uint64_t ack_id = 0
-        if i >= n or not 48 <= data[i] <= 57:
-            return False
-        while i < n and 48 <= data[i] <= 57:
-            ack_id = ack_id * 10 + (data[i] - 48)
-            i += 1
-        return i < n and data[i] == 91 and c.ack_next - c.rcount <= ack_id < c.ack_next
-
     cdef int unexpected_event(self, const uint8_t* data, size_t n) except -1:
-        """An event that is not the reply: counted; named (in Python) when first seen."""
+        """An event that is not the reply: named in Python when first seen, then counted in C."""
         self.counts[K_UNEXPECTED_EVENT] += 1
-        if self.other_event.len and starts_with(data, n, self.other_event):
-            self.other_event_n += 1
-            return 0
-        if self.notes >= MAX_NOTES:
-            return 0
-        self.notes += 1
-        text = PyBytes_FromStringAndSize(<char*>data, min(n, 512)).decode(errors="replace")
-        name = event_name(text)
-        key = f"event:{name}" if name is not None else "frame"
-        self.seen[key] = self.seen.get(key, 0) + 1
-        if name is not None and not self.other_event.len:
-            self.other_key = key
-            self.other_event = self.hold(
-                (text[:text.index("[") + 1] + compact_dumps(name)).encode())
+        if self.reply.other_event.len and starts_with(data, n, self.reply.other_event):
+            self.reply.other_event_n += 1
+        elif self.notes < MAX_NOTES:
+            self.notes += 1
+            key, prefix = event_key(PyBytes_FromStringAndSize(<char*>data, min(n, 512)))
+            self.seen[key] = self.seen.get(key, 0) + 1
+            if prefix is not None and not self.reply.other_event.len:
+                self.other_key = key
+                self.reply.other_event = self.hold(prefix)
         return 0
 
     cdef int complete(self, int idx, uint64_t now, bint ok) except -1:
@@ -341,15 +276,15 @@ cdef class LoadRun:
             return 0
         if c.state < CS_READY:
             return self.setup_message(idx, op, data, n)
-        if self.reply != R_ECHO:
+        if self.reply.kind != R_ECHO:
             if op == OP_TEXT or op == OP_BINARY:
                 if not self.socketio:
                     return self.complete(idx, now, True)
                 if op == OP_TEXT:
-                    if self.reply == R_ANY and event_match(data, n, self.reply_prefix):
+                    if self.reply.kind == R_ANY and event_match(data, n, self.reply.prefix):
                         return self.complete(idx, now, True)
-                    if self.reply == R_ACK and starts_with(data, n, self.ack_prefix):
-                        return self.complete(idx, now, self.ack_ok(c, data, n))
+                    if self.reply.kind == R_ACK and starts_with(data, n, self.reply.ack_prefix):
+                        return self.complete(idx, now, ack_id_ok(&self.reply, c, data, n))
             return self.socketio_other(idx, op, data, n, now)
         m = c.match_idx
         if op == self.exp_op[m] and n == self.exp[m].len and memcmp(data, self.exp[m].data, n) == 0:
@@ -372,7 +307,7 @@ cdef class LoadRun:
         cdef Conn* c = &self.conns[idx]
         cdef int kind
         if op == OP_TEXT:
-            if self.reply != R_ACK and starts_with(data, n, self.ack_prefix):
+            if self.reply.kind != R_ACK and starts_with(data, n, self.reply.ack_prefix):
                 self.counts[K_UNEXPECTED_ACK] += 1
                 self.seen["ack"] = self.seen.get("ack", 0) + 1
                 return 0
@@ -383,8 +318,8 @@ cdef class LoadRun:
                 self.lose(idx, K_CLOSED_BY_SERVER, "the server closed the Socket.IO session")
                 return 1
             if kind == SIO_EVENT:
-                if self.reply == R_ECHO and (self.reply_prefix.len == 0
-                                             or event_match(data, n, self.reply_prefix)):
+                if self.reply.kind == R_ECHO and (self.reply.prefix.len == 0
+                                                  or event_match(data, n, self.reply.prefix)):
                     return self.complete(idx, now, False)
                 return self.unexpected_event(data, n)
             self.counts[K_UNEXPECTED] += 1
@@ -410,12 +345,9 @@ cdef class LoadRun:
 
     cdef int now_ready(self, int idx) except -1:
         """Count a connection that finished set-up and give it its ring of send times."""
-        cdef Conn* c = &self.conns[idx]
         self.ready += 1
         self.alive += 1
-        c.ringcap = self.in_flight if not self.open_loop else 16
-        c.ring = <uint64_t*>calloc(c.ringcap, sizeof(uint64_t))
-        if c.ring == NULL:
+        if ring_init(&self.conns[idx], self.in_flight if not self.open_loop else 16) < 0:
             raise MemoryError()
         return 0
 
@@ -622,8 +554,8 @@ cdef class LoadRun:
         self.mark_window("end")
         self.close_all(close_timeout, events)
         errors = {ERROR_KINDS[i]: int(self.counts[i]) for i in range(K_COUNT) if self.counts[i]}
-        if self.other_event_n:
-            self.seen[self.other_key] += int(self.other_event_n)
+        if self.reply.other_event_n:
+            self.seen[self.other_key] += int(self.reply.other_event_n)
         if ended_early:
             detail = "; ".join(f"{k}: {v}" for k, v in self.first_error.items())
             when = "before any message" if self.measured == 0 else f"after {self.measured} messages"

@@ -238,7 +238,7 @@ class LoadConfig:
 
     @property
     def reply_contract(self) -> str:
-        """"echo" or "any" (see REPLIES); an ack's arguments are never checked."""
+        """ "echo" or "any" (see REPLIES); an ack's arguments are never checked."""
         if self.reply is not None:
             return self.reply
         if self.ack or self.expected_event != self.event:

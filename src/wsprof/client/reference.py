@@ -91,7 +91,7 @@ class _Message:
         return [first, *self.frames[1:]]
 
     def classify(self, packet: socketio.Packet) -> str:
-        """"reply", "mismatch", "ack" (when acks are the reply: its id is checked by the
+        """ "reply", "mismatch", "ack" (when acks are the reply: its id is checked by the
         caller), or what else arrived: "event:NAME", "ack", "frame"."""
         if packet.type in (socketio.ACK, socketio.BINARY_ACK):
             return "ack"

@@ -346,3 +346,13 @@ def event_name(text: str) -> str | None:
         name, _ = json.JSONDecoder().raw_decode(text, start + 1)
         return name if isinstance(name, str) else None
     return None
+
+
+def event_key(data: bytes) -> tuple[str, bytes | None]:
+    """How a load client tallies an unexpected message (maybe cut short): ("event:NAME",
+    the prefix every such event starts with) for a JSON event, else ("frame", None)."""
+    text = data.decode(errors="replace")
+    name = event_name(text)
+    if name is None:
+        return "frame", None
+    return f"event:{name}", (text[: text.index("[") + 1] + compact_dumps(name)).encode()
