@@ -23,6 +23,8 @@ from test_load_clients import Load, assert_clean, load_error, make_load
 from wsprof.client.base import CLIENTS, LoadConfig, LoadError, unanswered
 from wsprof.client.driver import run_load
 from wsprof.errors import WsprofError
+from wsprof.scenario.files import ScenarioFileError, parse_scenario
+from wsprof.scenario.runner import reply_contract
 
 
 @pytest.fixture(params=CLIENTS)
@@ -183,3 +185,49 @@ def test_fast_acks_refuse_binary_payloads(replying_url):
     with pytest.raises(WsprofError, match="JSON payloads only"):
         run_load(config, client="fast")
     assert not isinstance(WsprofError, LoadError)
+
+
+SCENARIO = """
+name = "mine"
+description = "a server that answers message with response"
+[load]
+{load}
+[[variants]]
+name = "asgi"
+stack = "socketio-asgi"
+"""
+
+
+def test_scenario_load_takes_the_contract_keys(tmp_path: Path):
+    body = tmp_path / "body.json"
+    body.write_text('{"text": "hi"}')
+    load_keys = 'event = "message"\nreply_event = "response"\npayload_file = "body.json"'
+    source = str(tmp_path / "mine.toml")
+    plan = parse_scenario(SCENARIO.format(load=load_keys), source).load
+    assert (plan.event, plan.reply_event, plan.ack, plan.reply) == (
+        "message",
+        "response",
+        False,
+        None,
+    )
+    contract = reply_contract(plan, "socketio", source)
+    assert contract["payload_file"] == str(body)
+    config = LoadConfig("ws://127.0.0.1:9/", mode="socketio", **contract)
+    assert config.reply_contract == "any"
+    assert config.message_payload().value == {"text": "hi"}
+    raw = reply_contract(plan, "raw", source)
+    assert "event" not in raw and "ack" not in raw
+
+
+@pytest.mark.parametrize(
+    ("load_keys", "phrase"),
+    [
+        ('reply = "maybe"', "must be one of echo, any"),
+        ('ack = "yes"', "must be true or false"),
+        ('event = ""', "must be a non-empty string"),
+        ("reply_event = 3", "must be a non-empty string"),
+    ],
+)
+def test_scenario_contract_keys_are_checked(load_keys, phrase):
+    with pytest.raises(ScenarioFileError, match=phrase):
+        parse_scenario(SCENARIO.format(load=load_keys), "x.toml")
