@@ -131,6 +131,37 @@ def echo_then(count: int, then: bytes, alter_every: int = 0) -> Behave:
     return behave
 
 
+def socketio_acker(shift_every: int) -> Behave:
+    """A minimal Socket.IO server that acks every event; every ``shift_every``-th ack
+    carries an id one past the event's (an id no request carries)."""
+
+    async def behave(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: bytes):
+        accept(writer, key)
+        open_packet = '0{"sid":"s","upgrades":[],"pingInterval":25000,"pingTimeout":20000}'
+        writer.write(ws.encode_frame(ws.OP_TEXT, open_packet.encode()))
+        parser = ws.FrameParser(expect_masked=True)
+        answered = 0
+        while True:
+            data = await asyncio.wait_for(reader.read(65536), 5)
+            if not data:
+                return
+            for opcode, payload in parser.feed(data):
+                if opcode == ws.OP_CLOSE:
+                    writer.write(ws.encode_frame(ws.OP_CLOSE, payload))
+                    return
+                text = payload.decode()
+                if text.startswith("40"):
+                    writer.write(ws.encode_frame(ws.OP_TEXT, b'40{"sid":"n"}'))
+                elif text.startswith("42"):
+                    ack_id = int(text[2 : text.index("[")])
+                    answered += 1
+                    shift = 1 if answered % shift_every == 0 else 0
+                    ack = f"43{ack_id + shift}[]".encode()
+                    writer.write(ws.encode_frame(ws.OP_TEXT, ack))
+
+    return behave
+
+
 def pong_recorder(pongs: list[bytes]) -> Behave:
     """Echo every message, ping after every 20th echo, and keep the Pong payloads."""
 

@@ -14,7 +14,9 @@ import pytest
 from servers import (
     fastapi_prefixing,
     flask_socketio_app,
+    raw_server,
     server_thread,
+    socketio_acker,
     socketio_replying,
     stack,
 )
@@ -99,6 +101,15 @@ def test_acks_on_the_stand_in_server(load):
     with stack("socketio-asgi") as server:
         result = load(server.url, mode="socketio", event="ack", ack=True, in_flight=2)
     assert_clean(result)
+
+
+def test_an_ack_with_an_id_nobody_sent_is_a_mismatch(load):
+    # One request in flight: every third ack names the next id, which is not outstanding.
+    with raw_server(socketio_acker(shift_every=3)) as port:
+        result = load(port, mode="socketio", event="ask", ack=True, duration=0.5)
+    assert result.messages >= 20
+    assert set(result.errors) == {"echo_mismatch"}
+    assert result.errors["echo_mismatch"] >= result.messages // 3
 
 
 def test_unanswered_names_the_commonest_arrival():

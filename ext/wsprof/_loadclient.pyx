@@ -308,8 +308,7 @@ cdef class LoadRun:
         cdef int kind
         if op == OP_TEXT:
             if self.reply.kind != R_ACK and starts_with(data, n, self.reply.ack_prefix):
-                self.counts[K_UNEXPECTED_ACK] += 1
-                self.seen["ack"] = self.seen.get("ack", 0) + 1
+                self.counts[K_UNEXPECTED_ACK] += 1   # named in run()'s "seen"
                 return 0
             kind = sio_kind(&self.sio, data, n, &c.skip_bin)
             if kind == SIO_PING:
@@ -556,6 +555,7 @@ cdef class LoadRun:
         errors = {ERROR_KINDS[i]: int(self.counts[i]) for i in range(K_COUNT) if self.counts[i]}
         if self.reply.other_event_n:
             self.seen[self.other_key] += int(self.reply.other_event_n)
+        self.seen["ack"] = int(self.counts[K_UNEXPECTED_ACK])
         if ended_early:
             detail = "; ".join(f"{k}: {v}" for k, v in self.first_error.items())
             when = "before any message" if self.measured == 0 else f"after {self.measured} messages"

@@ -1,5 +1,6 @@
 """The Flask-SocketIO server of the Flask-vs-FastAPI article, on eventlet: it answers
-event ``message`` with event ``response``, and acks event ``ask``.
+event ``message`` with event ``response``, acks event ``ask``, and (to compare the
+reply contracts on one server) echoes event ``echo``.
 
 Run: ``python tests/apps/flask_socketio_app.py PORT``, then
 ``wsprof load ws://127.0.0.1:PORT/ --mode socketio --event message --reply-event response``
@@ -30,6 +31,11 @@ def handle_message(data: Any) -> None:
 @socketio.on("ask")
 def handle_ask(data: Any) -> str:
     return f"Echo: {data}"
+
+
+@socketio.on("echo")
+def handle_echo(data: Any) -> None:
+    emit("echo", data)
 
 
 if __name__ == "__main__":
