@@ -4,8 +4,8 @@
 The client must be so cheap that a scenario measures the server, never itself.
 Per message it does what the kernel makes unavoidable (one ``send`` and one
 ``recv``, shared by every message that fits in them) plus a few hundred
-nanoseconds of C: frame parse, a ``memcmp`` against the expected echo, one
-clock read per ``recv`` and a histogram increment. No Python object is made per
+nanoseconds of C: frame parse, a ``memcmp`` against the reply contract (wsprof._reply),
+one clock read per ``recv`` and a histogram increment. No Python object is made per
 message; Python runs only at setup (wsprof._setup: sockets, handshakes, the
 Engine.IO open packet, the namespace connect), for rare events (errors) and to
 check for signals every SIGNAL_CHECK_MS. Every protocol byte comes from
