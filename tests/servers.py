@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -128,6 +131,37 @@ def echo_then(count: int, then: bytes, alter_every: int = 0) -> Behave:
     return behave
 
 
+def socketio_acker(shift_every: int) -> Behave:
+    """A minimal Socket.IO server that acks every event; every ``shift_every``-th ack
+    carries an id one past the event's (an id no request carries)."""
+
+    async def behave(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: bytes):
+        accept(writer, key)
+        open_packet = '0{"sid":"s","upgrades":[],"pingInterval":25000,"pingTimeout":20000}'
+        writer.write(ws.encode_frame(ws.OP_TEXT, open_packet.encode()))
+        parser = ws.FrameParser(expect_masked=True)
+        answered = 0
+        while True:
+            data = await asyncio.wait_for(reader.read(65536), 5)
+            if not data:
+                return
+            for opcode, payload in parser.feed(data):
+                if opcode == ws.OP_CLOSE:
+                    writer.write(ws.encode_frame(ws.OP_CLOSE, payload))
+                    return
+                text = payload.decode()
+                if text.startswith("40"):
+                    writer.write(ws.encode_frame(ws.OP_TEXT, b'40{"sid":"n"}'))
+                elif text.startswith("42"):
+                    ack_id = int(text[2 : text.index("[")])
+                    answered += 1
+                    shift = 1 if answered % shift_every == 0 else 0
+                    ack = f"43{ack_id + shift}[]".encode()
+                    writer.write(ws.encode_frame(ws.OP_TEXT, ack))
+
+    return behave
+
+
 def pong_recorder(pongs: list[bytes]) -> Behave:
     """Echo every message, ping after every 20th echo, and keep the Pong payloads."""
 
@@ -177,6 +211,63 @@ async def socketio_rejecting(sock: socket.socket, stop: asyncio.Event) -> None:
         raise socketio.exceptions.ConnectionRefusedError("no entry")
 
     await _uvicorn(socketio.ASGIApp(sio), sock, stop)
+
+
+async def fastapi_prefixing(sock: socket.socket, stop: asyncio.Event) -> None:
+    """tests/apps/fastapi_echo.py: route /ws answers every text with "Echo: " + text."""
+    from apps.fastapi_echo import app
+
+    await _uvicorn(app, sock, stop)
+
+
+async def socketio_replying(sock: socket.socket, stop: asyncio.Event) -> None:
+    """python-socketio that answers ``message`` with ``response``, acks ``ask``, and acks
+    ``chatty`` after an unrelated ``note`` event: servers that do not echo."""
+    sio = socketio.AsyncServer(async_mode="asgi")
+
+    @sio.on("message")
+    async def message(sid: str, data: Any) -> None:
+        await sio.emit("response", f"Echo: {data}", to=sid)
+
+    @sio.on("ask")
+    async def ask(sid: str, data: Any) -> str:
+        return f"Echo: {data}"
+
+    @sio.on("chatty")
+    async def chatty(sid: str, data: Any) -> str:
+        await sio.emit("note", "hello", to=sid)
+        return "ok"
+
+    await _uvicorn(socketio.ASGIApp(sio), sock, stop)
+
+
+@contextlib.contextmanager
+def flask_socketio_app() -> Iterator[int]:
+    """tests/apps/flask_socketio_app.py run as its docs run it (socketio.run on eventlet)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = Path(__file__).parent / "apps" / "flask_socketio_app.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(app), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            assert proc.poll() is None and time.monotonic() < deadline, "app did not start"
+            time.sleep(0.1)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def closed_port() -> int:

@@ -687,3 +687,57 @@ def test_connect_reply_accepted_refused_or_unexpected():
     for other in ('42["echo"]', b"\x01", "3"):
         with pytest.raises(sio.SocketIOError, match="unexpected message during"):
             sio.check_connect_reply(other, msgpack=False)
+
+
+# --- reply contracts: the prefixes the fast client compares ----------------------------------
+
+
+def test_event_prefix_is_how_python_socketio_starts_that_event():
+    for name, data in (("response", "Echo: hi"), ("r", {"a": [1]}), ("é", None)):
+        packet = socketio.packet.Packet(
+            socketio.packet.EVENT, [name] if data is None else [name, data]
+        )
+        text = "4" + str(packet.encode())
+        prefix = sio.event_prefix(name).decode()
+        assert text.startswith(prefix)
+        assert text[len(prefix)] in ",]"
+
+
+def test_ack_parts_frame_an_event_with_any_ack_id():
+    head, tail = sio.event_with_ack_parts("message", {"text": "hi"})
+    for ack_id in (0, 7, 123456789):
+        text = (head + str(ack_id).encode() + tail).decode()
+        assert text == sio.encode_event("message", {"text": "hi"}, ack_id=ack_id)[0]
+        (packet,) = sio.PacketDecoder().feed_text(text[1:])
+        assert (packet.type, packet.id, packet.data) == (
+            sio.EVENT,
+            ack_id,
+            ["message", {"text": "hi"}],
+        )
+    with pytest.raises(sio.SocketIOError):
+        sio.event_with_ack_parts("message", {"data": b"\x00"})
+
+
+def test_an_ack_starts_with_the_ack_prefix_then_its_id():
+    for ack_id in (0, 42):
+        ack = socketio.packet.Packet(socketio.packet.ACK, ["x"], id=ack_id)
+        text = "4" + str(ack.encode())
+        assert text.startswith(sio.ack_prefix().decode() + str(ack_id) + "[")
+        assert text == sio.encode_ack(ack_id, "x")[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('42["response","Echo: x"]', "event:response"),
+        ('451-["pic",{"_placeholder":true,"num":0}]', "event:pic"),
+        ('42["cut short', "frame"),
+        ("43[1]", "frame"),
+        ("2", "frame"),
+    ],
+)
+def test_event_key_names_unexpected_events(text, key):
+    found, prefix = sio.event_key(text.encode())
+    assert found == key
+    if prefix is not None:
+        assert text.encode().startswith(prefix)

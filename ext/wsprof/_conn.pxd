@@ -4,6 +4,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.errno cimport errno, EAGAIN, EINTR
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
+from posix.unistd cimport close
 
 from wsprof._buffer cimport Buffer, buf_append, buf_consume, buf_reserve
 from wsprof._frames cimport WsParser
@@ -51,6 +52,7 @@ cdef struct Conn:
     uint32_t to_send
     int match_idx         # Socket.IO binary event: header matched, attachment awaited
     int skip_bin          # attachments of an unmatched binary event still to skip
+    uint64_t ack_next     # the ack id of the next message sent (--ack)
     int dirty
     WsParser p
 
@@ -111,6 +113,26 @@ cdef inline SendResult conn_flush(Conn* c) noexcept nogil:
     if c.wbuf.len == c.woff:
         c.wbuf.len = c.woff = 0
     return SENT
+
+
+cdef inline int ring_init(Conn* c, uint32_t cap) noexcept nogil:
+    """Give a ready connection its ring of ``cap`` send times; -1 when out of memory."""
+    c.ringcap = cap
+    c.ring = <uint64_t*>calloc(cap, sizeof(uint64_t))
+    return -1 if c.ring == NULL else 0
+
+
+cdef inline ConnState conn_drop(Conn* c) noexcept nogil:
+    """Close a connection (which also leaves the epoll set) and forget its buffered bytes;
+    returns the state it was in."""
+    cdef ConnState was = c.state
+    if c.fd >= 0:
+        close(c.fd)
+        c.fd = -1
+    c.state = CS_DEAD
+    c.wbuf.len = c.woff = 0
+    c.rbuf.len = 0
+    return was
 
 
 cdef inline int ring_push(Conn* c, uint64_t stamp) noexcept nogil:

@@ -5,6 +5,7 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from wsprof._conn cimport Bytes, Conn, Schedule, SendResult
 from wsprof._histogram cimport Histogram
 from wsprof._posix cimport epoll_event
+from wsprof._reply cimport Reply
 from wsprof._session cimport Session
 from wsprof._setup cimport Setup
 
@@ -25,6 +26,8 @@ cdef enum:
     K_SEND_BACKLOG
     K_BACKLOG_FULL
     K_CLOSE_TIMEOUT
+    K_UNEXPECTED_EVENT
+    K_UNEXPECTED_ACK
     K_COUNT
 
 cdef enum:
@@ -58,6 +61,10 @@ cdef class LoadRun:
     cdef int exp_op[2]
     cdef Bytes exp[2]
     cdef Session sio             # Socket.IO text recognised per message
+    cdef Reply reply             # the reply contract (wsprof._reply)
+    cdef str other_key
+    cdef uint32_t notes          # unexpected things described in Python (bounded)
+    cdef dict seen
     cdef Bytes goodbye           # (Socket.IO disconnect +) WebSocket Close, masked
     cdef uint8_t mask_key[4]
     cdef Histogram hist
@@ -91,6 +98,7 @@ cdef class LoadRun:
     cdef int on_message(self, int idx, int op, uint8_t* data, size_t n, uint64_t now) except -1
     cdef int socketio_other(self, int idx, int op, uint8_t* data, size_t n,
                             uint64_t now) except -1
+    cdef int unexpected_event(self, const uint8_t* data, size_t n) except -1
     cdef int pong(self, int idx, const uint8_t* data, size_t n) except -1
     cdef int setup_message(self, int idx, int op, const uint8_t* data, size_t n) except -1
     cdef int now_ready(self, int idx) except -1

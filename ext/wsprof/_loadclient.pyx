@@ -4,8 +4,8 @@
 The client must be so cheap that a scenario measures the server, never itself.
 Per message it does what the kernel makes unavoidable (one ``send`` and one
 ``recv``, shared by every message that fits in them) plus a few hundred
-nanoseconds of C: frame parse, a ``memcmp`` against the expected echo, one
-clock read per ``recv`` and a histogram increment. No Python object is made per
+nanoseconds of C: frame parse, a ``memcmp`` against the reply contract (wsprof._reply),
+one clock read per ``recv`` and a histogram increment. No Python object is made per
 message; Python runs only at setup (wsprof._setup: sockets, handshakes, the
 Engine.IO open packet, the namespace connect), for rare events (errors) and to
 check for signals every SIGNAL_CHECK_MS. Every protocol byte comes from
@@ -23,13 +23,13 @@ from posix.unistd cimport close, read
 from wsprof._buffer cimport buf_free
 from wsprof._clock cimport now_ns, thread_cpu_ns
 from wsprof._frames cimport (
-    OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, MAX_CONTROL_PAYLOAD, MAX_HEADER,
+    OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, MAX_CONTROL_PAYLOAD, MAX_HEADER,
     parser_init, write_frame, ws_next,
 )
 from wsprof._conn cimport (
     CS_CONNECTING, CS_CLOSING, CS_DEAD, CS_HANDSHAKE, CS_READY, SENT, SEND_BACKLOG, SEND_NOMEM,
-    WBUF_LIMIT, conn_flush, conn_keep, conn_recv, conn_send, outstanding, ring_pop, ring_push,
-    schedule_due, set_events, view,
+    WBUF_LIMIT, ConnState, conn_drop, conn_flush, conn_keep, conn_recv, conn_send, outstanding,
+    ring_init, ring_pop, ring_push, schedule_due, set_events, view,
 )
 from wsprof._histogram cimport Histogram
 from wsprof._posix cimport (
@@ -37,16 +37,24 @@ from wsprof._posix cimport (
     EPOLL_CTL_ADD, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, MAX_EVENTS, SIGNAL_CHECK_MS,
     TFD_CLOEXEC, TFD_NONBLOCK,
 )
-from wsprof._session cimport SIO_ENDED, SIO_EVENT, SIO_PING, sio_kind
+from wsprof._reply cimport (
+    R_ACK, R_ANY, R_ECHO, ack_id_ok, acked_frames, event_match, reply_alloc, reply_free,
+)
+from wsprof._session cimport SIO_ENDED, SIO_EVENT, SIO_PING, sio_kind, starts_with
 from wsprof._setup cimport Setup
 
 from wsprof.client.base import LoadError
+from wsprof.protocol.socketio import event_key
 from wsprof.protocol.websocket import frame_error
 
 ERROR_KINDS = (
     "closed_by_server", "connection_reset", "protocol_error", "echo_mismatch",
     "unexpected_message", "send_backlog", "schedule_backlog", "close_timeout",
+    "unexpected_event", "unexpected_ack",
 )
+REPLIES = {"echo": R_ECHO, "any": R_ANY, "ack": R_ACK}
+MAX_NOTES = 64  # unexpected events named in Python; the rest are only counted
+
 
 cdef uint32_t TIMER_TOKEN = 0xFFFFFFFF
 
@@ -60,7 +68,9 @@ cdef class LoadRun:
 
     def __init__(self, *, str host, int port, str path, int connections, bint socketio,
                  list send_frames, list expect_frames, int in_flight, double rate,
-                 double max_message_size, Histogram histogram, bint msgpack=False) -> None:
+                 double max_message_size, Histogram histogram, bint msgpack=False,
+                 str reply="echo", bytes reply_prefix=b"", bytes ack_prefix=b"",
+                 tuple ack_parts=(b"", b"")) -> None:
         cdef int i
         self.setup = Setup(host=host, port=port, path=path, connections=connections,
                            socketio=socketio, msgpack=msgpack, send_frames=send_frames)
@@ -93,6 +103,14 @@ cdef class LoadRun:
             self.exp[i] = self.hold(bytes(expect_frames[i][1]))
         self.goodbye = self.hold(self.setup.goodbye)
         self.sio = self.setup.sio
+        self.reply.kind = REPLIES[reply]
+        self.reply.prefix = self.hold(reply_prefix)
+        self.reply.ack_prefix = self.hold(ack_prefix)
+        self.reply.ack_head = self.hold(ack_parts[0])
+        self.reply.ack_tail = self.hold(ack_parts[1])
+        self.seen = {}
+        if reply_alloc(&self.reply, self.copies, self.mask_key) < 0:
+            raise MemoryError()
 
     def __dealloc__(self):
         cdef int i
@@ -106,6 +124,7 @@ cdef class LoadRun:
                 free(self.conns[i].ring)
             free(self.conns)
         free(self.sched.dirty)
+        reply_free(&self.reply)
         if self.epfd >= 0:
             close(self.epfd)
         if self.timerfd >= 0:
@@ -134,17 +153,9 @@ cdef class LoadRun:
         return 0
 
     cdef void drop(self, int idx) noexcept:
-        cdef Conn* c = &self.conns[idx]
-        if c.fd >= 0:
-            close(c.fd)   # also removes it from the epoll set
-            c.fd = -1
-        if c.state == CS_CLOSING:
-            self.closing -= 1
-        if c.state >= CS_READY and c.state != CS_DEAD:
-            self.alive -= 1
-        c.state = CS_DEAD
-        c.wbuf.len = c.woff = 0
-        c.rbuf.len = 0
+        cdef ConnState was = conn_drop(&self.conns[idx])
+        self.closing -= was == CS_CLOSING
+        self.alive -= CS_READY <= was < CS_DEAD
 
     # -- writing ------------------------------------------------------------
 
@@ -187,17 +198,36 @@ cdef class LoadRun:
         """Write ``count`` message units in as few sends as possible (write coalescing)."""
         cdef Conn* c = &self.conns[idx]
         cdef uint32_t k, _j
+        cdef int rc
         if not self.open_loop:
             for _j in range(count):
                 ring_push(c, stamp)   # never full: the ring holds in_flight stamps
         while count > 0:
             k = count if count < self.copies else self.copies
-            if self.write(idx, self.unit.data, k * self.unit_len) != 0:
+            if self.reply.kind != R_ACK:
+                rc = self.write(idx, self.unit.data, k * self.unit_len)
+            else:   # each message has its own ack id, written here
+                rc = self.write(idx, self.reply.frames, acked_frames(&self.reply, c, k))
+            if rc != 0:
                 return 1
             count -= k
         return 0
 
     # -- reading ------------------------------------------------------------
+
+    cdef int unexpected_event(self, const uint8_t* data, size_t n) except -1:
+        """An event that is not the reply: named in Python when first seen, then counted in C."""
+        self.counts[K_UNEXPECTED_EVENT] += 1
+        if self.reply.other_event.len and starts_with(data, n, self.reply.other_event):
+            self.reply.other_event_n += 1
+        elif self.notes < MAX_NOTES:
+            self.notes += 1
+            key, prefix = event_key(PyBytes_FromStringAndSize(<char*>data, min(n, 512)))
+            self.seen[key] = self.seen.get(key, 0) + 1
+            if prefix is not None and not self.reply.other_event.len:
+                self.other_key = key
+                self.reply.other_event = self.hold(prefix)
+        return 0
 
     cdef int complete(self, int idx, uint64_t now, bint ok) except -1:
         """One response: time it against the oldest outstanding send, ask for a replacement."""
@@ -246,6 +276,16 @@ cdef class LoadRun:
             return 0
         if c.state < CS_READY:
             return self.setup_message(idx, op, data, n)
+        if self.reply.kind != R_ECHO:
+            if op == OP_TEXT or op == OP_BINARY:
+                if not self.socketio:
+                    return self.complete(idx, now, True)
+                if op == OP_TEXT:
+                    if self.reply.kind == R_ANY and event_match(data, n, self.reply.prefix):
+                        return self.complete(idx, now, True)
+                    if self.reply.kind == R_ACK and starts_with(data, n, self.reply.ack_prefix):
+                        return self.complete(idx, now, ack_id_ok(&self.reply, c, data, n))
+            return self.socketio_other(idx, op, data, n, now)
         m = c.match_idx
         if op == self.exp_op[m] and n == self.exp[m].len and memcmp(data, self.exp[m].data, n) == 0:
             if m + 1 == self.nexp:
@@ -267,6 +307,9 @@ cdef class LoadRun:
         cdef Conn* c = &self.conns[idx]
         cdef int kind
         if op == OP_TEXT:
+            if self.reply.kind != R_ACK and starts_with(data, n, self.reply.ack_prefix):
+                self.counts[K_UNEXPECTED_ACK] += 1   # named in run()'s "seen"
+                return 0
             kind = sio_kind(&self.sio, data, n, &c.skip_bin)
             if kind == SIO_PING:
                 return self.write(idx, self.sio.pong.data, self.sio.pong.len)
@@ -274,7 +317,10 @@ cdef class LoadRun:
                 self.lose(idx, K_CLOSED_BY_SERVER, "the server closed the Socket.IO session")
                 return 1
             if kind == SIO_EVENT:
-                return self.complete(idx, now, False)
+                if self.reply.kind == R_ECHO and (self.reply.prefix.len == 0
+                                                  or event_match(data, n, self.reply.prefix)):
+                    return self.complete(idx, now, False)
+                return self.unexpected_event(data, n)
             self.counts[K_UNEXPECTED] += 1
             return 0
         if c.skip_bin > 0:
@@ -298,12 +344,9 @@ cdef class LoadRun:
 
     cdef int now_ready(self, int idx) except -1:
         """Count a connection that finished set-up and give it its ring of send times."""
-        cdef Conn* c = &self.conns[idx]
         self.ready += 1
         self.alive += 1
-        c.ringcap = self.in_flight if not self.open_loop else 16
-        c.ring = <uint64_t*>calloc(c.ringcap, sizeof(uint64_t))
-        if c.ring == NULL:
+        if ring_init(&self.conns[idx], self.in_flight if not self.open_loop else 16) < 0:
             raise MemoryError()
         return 0
 
@@ -510,6 +553,9 @@ cdef class LoadRun:
         self.mark_window("end")
         self.close_all(close_timeout, events)
         errors = {ERROR_KINDS[i]: int(self.counts[i]) for i in range(K_COUNT) if self.counts[i]}
+        if self.reply.other_event_n:
+            self.seen[self.other_key] += int(self.reply.other_event_n)
+        self.seen["ack"] = int(self.counts[K_UNEXPECTED_ACK])
         if ended_early:
             detail = "; ".join(f"{k}: {v}" for k, v in self.first_error.items())
             when = "before any message" if self.measured == 0 else f"after {self.measured} messages"
@@ -522,6 +568,7 @@ cdef class LoadRun:
             "cpu_s": (self.cpu_end - self.cpu_start) / 1e9,
             "errors": errors,
             "first_error": dict(self.first_error),
+            "seen": dict(self.seen),
         }
 
     cdef int close_all(self, double timeout, epoll_event* events) except -1:

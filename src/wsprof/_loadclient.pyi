@@ -21,6 +21,10 @@ class LoadRun:
         max_message_size: float,
         histogram: Histogram,
         msgpack: bool = False,
+        reply: str = "echo",
+        reply_prefix: bytes = b"",
+        ack_prefix: bytes = b"",
+        ack_parts: tuple[bytes, bytes] = (b"", b""),
     ) -> None: ...
     def run(
         self,

@@ -169,7 +169,7 @@ def _add_micro(sub: Any) -> None:
 
 
 def _add_load(sub: Any) -> None:
-    from wsprof.client.base import CLIENTS, MODES, SERIALIZERS
+    from wsprof.client.base import CLIENTS, MODES, REPLIES, SERIALIZERS
     from wsprof.payloads import payload_names
 
     d = _load_defaults()
@@ -239,6 +239,42 @@ def _add_load(sub: Any) -> None:
         default=d["payload"],
         metavar="P",
         help=f"one of {', '.join(payload_names())} (default %(default)s)",
+    )
+    load.add_argument(
+        "--payload-file",
+        metavar="FILE",
+        help="send this file's JSON value (or, not JSON, its raw bytes) instead of --payload",
+    )
+    reply = load.add_argument_group(
+        "reply contract",
+        "what completes a round trip. Raw: an echo of the message, or with --reply any the "
+        "next data message on that connection (FIFO). Socket.IO: the --reply-event, or the "
+        "matching ack with --ack. E.g. for a handler doing emit('response', 'Echo: '+data): "
+        "--mode socketio --event message --reply-event response",
+    )
+    reply.add_argument(
+        "--reply",
+        choices=REPLIES,
+        default=d["reply"],
+        help="echo: byte-for-byte (default; Socket.IO: unless the reply event differs); "
+        "any: any reply",
+    )
+    reply.add_argument(
+        "--event",
+        default=d["event"],
+        metavar="NAME",
+        help="Socket.IO: the event emitted (default %(default)s)",
+    )
+    reply.add_argument(
+        "--reply-event",
+        default=d["reply_event"],
+        metavar="NAME",
+        help="Socket.IO: the event that answers it (default: the same name)",
+    )
+    reply.add_argument(
+        "--ack",
+        action="store_true",
+        help="Socket.IO: emit with an ack id; the matching ack ends the round trip",
     )
     load.add_argument(
         "--serializer",

@@ -8,6 +8,7 @@ import tomllib
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from wsprof.errors import WsprofError
@@ -83,3 +84,22 @@ def get_payload(name: str) -> Payload:
         raise WsprofError(
             f"unknown payload {name!r} (valid: {', '.join(payload_names())})"
         ) from None
+
+
+def payload_from_file(path: str) -> Payload:
+    """A user's message body: the file's JSON value, or (not UTF-8 JSON) its raw bytes.
+
+    Bytes travel as a raw binary frame, or as a Socket.IO event ``{"data": <bytes>}``
+    with one binary attachment, exactly as a named binary payload does.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise WsprofError(f"cannot read --payload-file {path}: {exc.strerror}") from None
+    if not data:
+        raise WsprofError(f"--payload-file {path} is empty")
+    try:
+        value = json.loads(data.decode())
+    except (UnicodeDecodeError, ValueError):
+        return Payload(path, f"raw bytes of {path}", "binary", {"data": data})
+    return Payload(path, f"the JSON value in {path}", "json", value)

@@ -12,11 +12,16 @@ from urllib.parse import urlsplit
 
 from wsprof.client.histogram import PyHistogram, latency_summary_us
 from wsprof.errors import MeasurementError, WsprofError
+from wsprof.payloads import Payload, get_payload, payload_from_file
 from wsprof.protocol.websocket import MAX_MESSAGE_SIZE
 
 MODES = ("raw", "socketio")
 SERIALIZERS = ("json", "msgpack")  # Socket.IO packet formats a client can speak
 CLIENTS = ("fast", "reference")
+#: What completes a round trip: "echo" a byte-for-byte echo of the message (in Socket.IO
+#: mode: the reply event carrying the same arguments); "any" any data message (any
+#: arguments of the reply event), matched FIFO to the connection's oldest request.
+REPLIES = ("echo", "any")
 # The load defaults: the CLI and every caller take them from here.
 DEFAULT_DURATION_S = 10.0
 DEFAULT_WARMUP_S = 1.0
@@ -107,6 +112,51 @@ class LoadError(MeasurementError):
     """A load run that cannot go on: refused connection, rejected handshake, bad frames."""
 
 
+def unanswered(
+    config: LoadConfig, where: str, errors: dict[str, int], seen: dict[str, int]
+) -> LoadError:
+    """The one line of a run whose requests all stayed unanswered: what did arrive instead.
+
+    ``seen`` counts what arrived and did not satisfy the contract: "event:NAME" (events
+    other than the reply event), "ack", "mismatch" (replies that failed the echo check or
+    carried another ack id), "frame" (anything else).
+    """
+    head = f"no round trip completed against {where}"
+    seen = {k: n for k, n in seen.items() if n > 0}
+    if errors.get("echo_mismatch"):
+        seen["mismatch"] = errors["echo_mismatch"]
+    if not seen:
+        kinds = ", ".join(f"{k}={n}" for k, n in sorted(errors.items())) or "no errors"
+        if config.mode == "raw":
+            return LoadError(f"{head}: nothing came back ({kinds})")
+        return LoadError(
+            f"{head}: nothing came back for the '{config.event}' events sent ({kinds}); "
+            "try --event NAME with the event the server's handler takes"
+            + ("" if config.ack else ", or --ack if its handler answers with a return value")
+        )
+    key = max(seen, key=lambda k: seen[k])
+    count = seen[key]
+    expected = config.expected_reply()
+    if key.startswith("event:"):
+        name = key[len("event:") :]
+        what = f"'{name}' events"
+        hint = f"try --reply-event {name}" + (" without --ack" if config.ack else "")
+    elif key == "ack":
+        what, hint = "acks", "try --ack"
+    elif key == "mismatch" and config.ack:
+        what, hint = "acks with unexpected ids", "the server's acks do not match the ids sent"
+    elif key == "mismatch":
+        what = (
+            "replies that differ from the message sent"
+            if config.mode == "raw"
+            else f"'{config.expected_event}' events whose data differ from the message sent"
+        )
+        hint = "try --reply any"
+    else:
+        what, hint = "other messages", "check --mode and the URL's path"
+    return LoadError(f"{head}: received {count:,} {what} and no {expected}; {hint}")
+
+
 @dataclass(frozen=True)
 class LoadConfig:
     url: str
@@ -121,6 +171,13 @@ class LoadConfig:
     warmup: float = DEFAULT_WARMUP_S  # seconds run before measuring (not recorded)
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
     max_message_size: int = MAX_MESSAGE_SIZE
+    # The reply contract. None: "echo", except "any" when the reply event differs from the
+    # event sent (a server that answers ``message`` with ``response`` re-encodes the data).
+    reply: str | None = None
+    event: str = "echo"  # Socket.IO: the event the client emits
+    reply_event: str | None = None  # Socket.IO: the event that completes it (default: event)
+    ack: bool = False  # Socket.IO: emit with an ack id; the matching ack completes it
+    payload_file: str | None = None  # a JSON value, or raw bytes, instead of ``payload``
     # Called with "start" and "end" around the measurement window (after warm-up),
     # so a caller can read the server's CPU clock for exactly that window.
     on_window: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
@@ -144,6 +201,7 @@ class LoadConfig:
             raise WsprofError(
                 f"unknown packet format {self.serializer!r} (valid: {', '.join(SERIALIZERS)})"
             )
+        self._check_contract()
         _check_count("--connections", self.connections, MAX_CONNECTIONS)
         _check_count("--in-flight", self.in_flight, MAX_IN_FLIGHT)
         _check_range("--duration", self.duration, 0, MAX_DURATION_S, low_ok=False)
@@ -160,6 +218,50 @@ class LoadConfig:
                 )
         if self.max_messages is not None:
             _check_count("--messages", self.max_messages, MAX_MESSAGES)
+
+    def _check_contract(self) -> None:
+        """A reply contract both clients can keep, or one line saying which option is wrong."""
+        if self.reply is not None and self.reply not in REPLIES:
+            raise WsprofError(f"unknown --reply {self.reply!r} (valid: {', '.join(REPLIES)})")
+        for option, name in (("--event", self.event), ("--reply-event", self.reply_event)):
+            if name is not None and (not isinstance(name, str) or not name):
+                raise WsprofError(f"{option} must be a non-empty event name, not {name!r}")
+        socketio_only = self.ack or self.reply_event is not None or self.event != "echo"
+        if self.mode == "raw" and socketio_only:
+            raise WsprofError("--event, --reply-event and --ack need --mode socketio")
+        if self.ack and self.reply_event is not None:
+            raise WsprofError("--ack ends each round trip at its ack: drop --reply-event")
+        if self.serializer == "msgpack" and (socketio_only or self.reply == "any"):
+            raise WsprofError("with --serializer msgpack only the default echo contract runs")
+        if self.payload_file is not None:
+            payload_from_file(self.payload_file)
+
+    @property
+    def reply_contract(self) -> str:
+        """ "echo" or "any" (see REPLIES); an ack's arguments are never checked."""
+        if self.reply is not None:
+            return self.reply
+        if self.ack or self.expected_event != self.event:
+            return "any"
+        return "echo"
+
+    @property
+    def expected_event(self) -> str:
+        return self.reply_event if self.reply_event is not None else self.event
+
+    def message_payload(self) -> Payload:
+        """The body of every message: ``payload_file`` if given, else the named payload."""
+        if self.payload_file is not None:
+            return payload_from_file(self.payload_file)
+        return get_payload(self.payload)
+
+    def expected_reply(self) -> str:
+        """What completes a round trip, in words."""
+        if self.mode == "raw":
+            return "echo" if self.reply_contract == "echo" else "reply"
+        if self.ack:
+            return f"ack to '{self.event}'"
+        return f"'{self.expected_event}' event"
 
     @property
     def host(self) -> str:
@@ -188,9 +290,13 @@ class LoadResult:
 
     #: "fast" | "reference"
     client: str
-    #: Round trips completed inside the measurement window whose reply passed the reply
-    #: check (byte-for-byte echo). A reply that fails it is not a message: it is counted
-    #: in ``errors["echo_mismatch"]`` and its latency is not recorded.
+    #: Round trips completed inside the measurement window by a reply that satisfies the
+    #: reply contract (LoadConfig.reply_contract: a byte-for-byte echo, any data message,
+    #: the reply event, or the ack with the request's id), matched FIFO per connection.
+    #: A reply that fails the check is not a message: it is counted in
+    #: ``errors["echo_mismatch"]`` (for acks: an id no request carries) and not timed.
+    #: Events other than the reply event count in ``errors["unexpected_event"]``, acks
+    #: nobody asked for in ``errors["unexpected_ack"]``; neither completes a request.
     messages: int
     #: The measurement window's wall time (with several workers, the longest window).
     elapsed_s: float
@@ -200,7 +306,7 @@ class LoadResult:
     client_cpu_s: float
     #: PyHistogram/Histogram.to_dict() of the round-trip latencies (ns) of ``messages``.
     histogram: dict[str, Any]
-    #: Counts by kind (echo_mismatch, closed_by_server, protocol_error, ...) over the whole
+    #: Counts by kind (echo_mismatch, unexpected_event, closed_by_server, ...) over the whole
     #: run: warm-up, window and close.
     errors: dict[str, int] = field(default_factory=dict)
     #: Client processes that ran side by side.

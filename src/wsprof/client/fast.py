@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from wsprof import fastpath
-from wsprof.client.base import LoadConfig, LoadError, LoadResult, ensure_fd_limit
+from wsprof.client.base import LoadConfig, LoadError, LoadResult, ensure_fd_limit, unanswered
 from wsprof.errors import WsprofError
-from wsprof.payloads import get_payload
 from wsprof.protocol import socketio
 from wsprof.protocol.engineio import socketio_path
 from wsprof.protocol.websocket import OP_BINARY, OP_TEXT
@@ -31,20 +30,46 @@ def message_frames(config: LoadConfig) -> list[tuple[int, bytes]]:
     key order), so the bytes they send back equal the bytes sent: the C loop
     checks each echo with one ``memcmp``.
     """
-    payload = get_payload(config.payload)
+    payload = config.message_payload()
     if config.mode == "raw":
         raw = payload.raw_message()
         if isinstance(raw, str):
             return [(OP_TEXT, raw.encode())]
         return [(OP_BINARY, bytes(raw))]
     if config.serializer == "msgpack":
-        return [(OP_BINARY, socketio.encode_event_msgpack("echo", payload.value))]
+        return [(OP_BINARY, socketio.encode_event_msgpack(config.event, payload.value))]
     if config.serializer != "json":
         raise WsprofError(f"unknown serializer {config.serializer!r} (valid: json, msgpack)")
-    messages = socketio.encode_event("echo", payload.value)
+    messages = socketio.encode_event(config.event, payload.value)
     if len(messages) > 2:
         raise WsprofError("the fast client handles at most one binary attachment per event")
     return [(OP_TEXT, m.encode()) if isinstance(m, str) else (OP_BINARY, m) for m in messages]
+
+
+def reply_matcher(config: LoadConfig) -> dict[str, Any]:
+    """The reply contract as the C loop checks it: a kind and the prefixes it compares.
+
+    An echo is compared whole; a reply event by its prefix ``42["name"`` and an ack by
+    ``43`` + an outstanding id + ``[``, so the loop never decodes JSON.
+    """
+    if config.mode == "raw":
+        return {"reply": config.reply_contract}
+    matcher: dict[str, Any] = {
+        "reply": "ack" if config.ack else config.reply_contract,
+        "reply_prefix": socketio.event_prefix(config.expected_event),
+        "ack_prefix": socketio.ack_prefix(),
+    }
+    if config.ack:
+        try:
+            matcher["ack_parts"] = socketio.event_with_ack_parts(
+                config.event, config.message_payload().value
+            )
+        except socketio.SocketIOError:
+            raise WsprofError(
+                "the fast client sends --ack events with JSON payloads only: "
+                "use a JSON payload or --client reference"
+            ) from None
+    return matcher
 
 
 def run(config: LoadConfig) -> LoadResult:
@@ -71,6 +96,7 @@ def run(config: LoadConfig) -> LoadResult:
             max_message_size=config.max_message_size,
             histogram=hist,
             msgpack=config.mode == "socketio" and config.serializer == "msgpack",
+            **reply_matcher(config),
         )
         out: dict[str, Any] = loop.run(
             warmup=config.warmup,
@@ -82,8 +108,7 @@ def run(config: LoadConfig) -> LoadResult:
     except OSError as exc:
         raise LoadError(f"load against {config.url} failed: {exc}") from None
     if out["messages"] == 0:
-        kinds = ", ".join(f"{k}={n}" for k, n in sorted(out["errors"].items())) or "no errors"
-        raise LoadError(f"no round trip completed against {config.url} ({kinds})")
+        raise unanswered(config, f"{config.host}:{config.port}", out["errors"], out["seen"])
     elapsed = out["elapsed_s"]
     return LoadResult(
         client="fast",

@@ -27,9 +27,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
 
-from wsprof.client.base import LoadConfig, LoadError, LoadResult, ensure_fd_limit
+from wsprof.client.base import LoadConfig, LoadError, LoadResult, ensure_fd_limit, unanswered
 from wsprof.client.histogram import PyHistogram
-from wsprof.payloads import get_payload
 from wsprof.protocol import engineio, socketio
 from wsprof.protocol.engineio import socketio_path
 from wsprof.protocol.websocket import (
@@ -56,15 +55,17 @@ _randbytes = random.Random().randbytes
 
 
 class _Message:
-    """What one connection sends per round trip and how it checks the echo."""
+    """What one connection sends per round trip and how it checks the reply contract."""
 
-    def __init__(self, config: LoadConfig, ack: bool) -> None:
-        payload = get_payload(config.payload)
+    def __init__(self, config: LoadConfig) -> None:
+        payload = config.message_payload()
         self.mode = config.mode
         self.msgpack = config.serializer == "msgpack"
-        self.ack = ack
+        self.ack = config.ack
+        self.echo = config.reply_contract == "echo"
         self.args = [payload.value]
-        self.event = "ack" if ack else "echo"
+        self.event = config.event
+        self.reply_event = config.expected_event
         self.frames: list[tuple[int, bytes]] = []
         if config.mode == "raw":
             raw = payload.raw_message()
@@ -85,25 +86,23 @@ class _Message:
     def frames_for(self, ack_id: int | None) -> list[tuple[int, bytes]]:
         if ack_id is None:
             return self.frames
-        if self.msgpack:
-            return [
-                (OP_BINARY, socketio.encode_event_msgpack(self.event, *self.args, ack_id=ack_id))
-            ]
         text = self.frames[0][1]
         first = (OP_TEXT, text[: self._split] + str(ack_id).encode() + text[self._split :])
         return [first, *self.frames[1:]]
 
-    def check(self, packet: socketio.Packet, ack_id: int | None) -> bool | None:
-        """True/False: an echo that matches or not; None: not an answer to our messages."""
-        if self.ack:
-            if packet.type not in (socketio.ACK, socketio.BINARY_ACK):
-                return None
-            return packet.id == ack_id and packet.data == self.args
-        if packet.type not in (socketio.EVENT, socketio.BINARY_EVENT):
-            return None
-        if not packet.data or packet.data[0] != "echo":
-            return None
-        return packet.data[1:] == self.args
+    def classify(self, packet: socketio.Packet) -> str:
+        """ "reply", "mismatch", "ack" (when acks are the reply: its id is checked by the
+        caller), or what else arrived: "event:NAME", "ack", "frame"."""
+        if packet.type in (socketio.ACK, socketio.BINARY_ACK):
+            return "ack"
+        if packet.type in (socketio.EVENT, socketio.BINARY_EVENT) and packet.data:
+            name = packet.data[0]
+            if self.ack or name != self.reply_event:
+                return f"event:{name}"
+            if self.echo and packet.data[1:] != self.args:
+                return "mismatch"
+            return "reply"
+        return "frame"
 
 
 class _Connection(asyncio.Protocol):
@@ -209,7 +208,7 @@ class _Connection(asyncio.Protocol):
             return
         start, _ = self.pending.popleft()
         message = self.run.message
-        ok = opcode == message.raw_opcode and payload == message.raw
+        ok = not message.echo or (opcode == message.raw_opcode and payload == message.raw)
         self.run.completed(self, start, ok)
 
     def _on_engineio(self, text: str) -> None:
@@ -245,16 +244,29 @@ class _Connection(asyncio.Protocol):
         if packet.type == socketio.DISCONNECT:
             self._server_closed("the server disconnected the Socket.IO namespace")
             return
+        message = self.run.message
+        kind = message.classify(packet)
+        if kind == "ack" and not message.ack:
+            self.run.unexpected("unexpected_ack", "ack", "an ack nobody asked for")
+            return
+        if kind.startswith("event:"):
+            self.run.unexpected("unexpected_event", kind, f"an event {kind[6:]!r}")
+            return
+        if kind == "frame":
+            self.run.unexpected("unexpected_message", "frame", f"Socket.IO packet {packet.type}")
+            return
         if not self.pending:
             self.run.count(
                 "unexpected_message", f"a reply to no message (Socket.IO packet type {packet.type})"
             )
             return
-        start, ack_id = self.pending[0]
-        ok = self.run.message.check(packet, ack_id)
-        if ok is None:
-            return
-        self.pending.popleft()
+        start, _ = self.pending.popleft()
+        ok = kind == "reply"
+        if kind == "ack":
+            # ids are sequential per connection: the outstanding ones are the newest
+            ok = packet.id is not None and (
+                self.next_ack_id - len(self.pending) - 1 <= packet.id < self.next_ack_id
+            )
         self.run.completed(self, start, ok)
 
     def _on_close(self, payload: bytes) -> None:
@@ -360,11 +372,12 @@ class _Connection(asyncio.Protocol):
 class _Run:
     """The state of one load run shared by its connections."""
 
-    def __init__(self, config: LoadConfig, loop: asyncio.AbstractEventLoop, ack: bool) -> None:
+    def __init__(self, config: LoadConfig, loop: asyncio.AbstractEventLoop) -> None:
         self.config = config
         self.loop = loop
         self.where = f"{config.host}:{config.port}"
-        self.message = _Message(config, ack)
+        self.message = _Message(config)
+        self.seen: dict[str, int] = {}  # what arrived besides replies (base.unanswered)
         self.connections: list[_Connection] = []
         self.histogram = PyHistogram()
         self.errors: dict[str, int] = {}
@@ -380,13 +393,18 @@ class _Run:
         self.errors[kind] = self.errors.get(kind, 0) + 1
         self.first_error.setdefault(kind, why)
 
+    def unexpected(self, kind: str, what: str, why: str) -> None:
+        """Something that answers no request: an error of ``kind``, remembered as ``what``."""
+        self.count(kind, why)
+        self.seen[what] = self.seen.get(what, 0) + 1
+
     def detail(self) -> str:
         return "; ".join(f"{kind}: {why}" for kind, why in self.first_error.items())
 
     def completed(self, conn: _Connection, start_ns: int, ok: bool) -> None:
         """One round trip came back on ``conn``: a message if its reply passed the check."""
         if not ok:
-            self.count("echo_mismatch", "a reply differs from the message sent")
+            self.count("echo_mismatch", "a reply fails the reply check")
         elif self.recording:
             now = time.perf_counter_ns()
             self.histogram.record(max(0, now - start_ns))
@@ -502,10 +520,10 @@ class _Run:
             conn._abort(graceful=False)
 
 
-async def _run(config: LoadConfig, ack: bool) -> LoadResult:
+async def _run(config: LoadConfig) -> LoadResult:
     loop = asyncio.get_running_loop()
     ensure_fd_limit(config.connections)
-    run = _Run(config, loop, ack)
+    run = _Run(config, loop)
     try:
         await run.connect_all()
     except BaseException:
@@ -534,8 +552,7 @@ async def _run(config: LoadConfig, ack: bool) -> LoadResult:
         when = f"after {run.messages} messages" if run.messages else "before any message"
         raise LoadError(f"every connection to {run.where} was lost {when} ({run.detail()})")
     if run.messages == 0:
-        kinds = ", ".join(f"{k}={n}" for k, n in sorted(run.errors.items())) or "no errors"
-        raise LoadError(f"no round trip completed against {run.where} ({kinds})")
+        raise unanswered(config, run.where, run.errors, run.seen)
     return LoadResult(
         client="reference",
         messages=run.messages,
@@ -548,16 +565,12 @@ async def _run(config: LoadConfig, ack: bool) -> LoadResult:
     )
 
 
-def run(config: LoadConfig, *, ack: bool = False, use_uvloop: bool = False) -> LoadResult:
-    """Drive ``config.url`` and return the measured window.
-
-    ``ack=True`` (socketio mode) emits ``"ack"`` events with an ack id and
-    times the acknowledgements instead of ``"echo"`` events.
-    """
+def run(config: LoadConfig, *, use_uvloop: bool = False) -> LoadResult:
+    """Drive ``config.url`` and return the measured window."""
     factory: Callable[[], Any] | None = None
     if use_uvloop:
         import uvloop
 
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(_run(config, ack))
+        return runner.run(_run(config))

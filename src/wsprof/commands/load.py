@@ -16,7 +16,8 @@ from wsprof.report.load import load_document, print_load
 
 def run(args: argparse.Namespace) -> int:
     """Print the table and write the JSON even for a run with errors, then fail on them."""
-    get_payload(args.payload)
+    if args.payload_file is None:
+        get_payload(args.payload)
     if args.json is not None:
         check_json_target(args.json)
     if args.hgrm is not None:
@@ -33,6 +34,11 @@ def run(args: argparse.Namespace) -> int:
         serializer=args.serializer,
         warmup=args.warmup,
         connect_timeout=args.connect_timeout,
+        reply=args.reply,
+        event=args.event,
+        reply_event=args.reply_event,
+        ack=args.ack,
+        payload_file=args.payload_file,
     )
     result = run_load(config, client=args.client, workers=args.workers)
     print_load(make_console(), config, result)

@@ -311,3 +311,48 @@ def session_bytes(msgpack: bool) -> SessionBytes:
         binary_event=f"{MESSAGE}{BINARY_EVENT}".encode(),
         msgpack=msgpack,
     )
+
+
+def event_prefix(event: str) -> bytes:
+    """The text every JSON packet of ``event`` starts with (``42["name"``), followed by
+    ``,`` or ``]``: a load client recognises a reply event without decoding it."""
+    return f"{MESSAGE}{EVENT}[{compact_dumps(event)}".encode()
+
+
+def ack_prefix() -> bytes:
+    """The text every JSON ack starts with; the ack id's digits follow, then ``[``."""
+    return f"{MESSAGE}{ACK}".encode()
+
+
+def event_with_ack_parts(event: str, *args: Any) -> tuple[bytes, bytes]:
+    """(head, tail) of a JSON event with an ack id: the message is head + digits + tail.
+
+    Only an event without binary attachments splits this way (one text message).
+    """
+    messages = encode_event(event, *args)
+    if len(messages) != 1:
+        raise SocketIOError("an event with binary attachments has no one-message ack form")
+    text = str(messages[0]).encode()
+    split = text.index(b"[")
+    return text[:split], text[split:]
+
+
+def event_name(text: str) -> str | None:
+    """The name of the event in a JSON EVENT or BINARY_EVENT message (maybe cut short)."""
+    if len(text) < 2 or text[0] != MESSAGE or text[1] not in (str(EVENT), str(BINARY_EVENT)):
+        return None
+    start = text.find("[")
+    with contextlib.suppress(ValueError):
+        name, _ = json.JSONDecoder().raw_decode(text, start + 1)
+        return name if isinstance(name, str) else None
+    return None
+
+
+def event_key(data: bytes) -> tuple[str, bytes | None]:
+    """How a load client tallies an unexpected message (maybe cut short): ("event:NAME",
+    the prefix every such event starts with) for a JSON event, else ("frame", None)."""
+    text = data.decode(errors="replace")
+    name = event_name(text)
+    if name is None:
+        return "frame", None
+    return f"event:{name}", (text[: text.index("[") + 1] + compact_dumps(name)).encode()

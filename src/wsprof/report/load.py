@@ -22,11 +22,33 @@ def load_document(config: LoadConfig, result: LoadResult) -> dict[str, Any]:
         "connections": config.connections,
         "in_flight": None if config.open_loop else config.in_flight,
         "rate": config.rate,
-        "payload": config.payload,
+        "payload": config.payload_file or config.payload,
+        "reply": contract(config),
         **result.summary(),
         "complete": not result.errors,
         "env": environment(),
     }
+
+
+def contract(config: LoadConfig) -> dict[str, Any]:
+    """The reply contract the messages were counted under (JSON ``reply``)."""
+    if config.mode == "raw":
+        return {"check": config.reply_contract}
+    return {
+        "event": config.event,
+        "reply_event": None if config.ack else config.expected_event,
+        "ack": config.ack,
+        "check": "ack id" if config.ack else config.reply_contract,
+    }
+
+
+def contract_words(config: LoadConfig) -> str:
+    if config.mode == "raw":
+        return "echo" if config.reply_contract == "echo" else "any reply"
+    if config.ack:
+        return f"'{config.event}' → ack"
+    check = " (echo)" if config.reply_contract == "echo" else ""
+    return f"'{config.event}' → '{config.expected_event}'{check}"
 
 
 def print_load(console: Console, config: LoadConfig, result: LoadResult) -> None:
@@ -37,7 +59,8 @@ def print_load(console: Console, config: LoadConfig, result: LoadResult) -> None
         else f"closed loop, {config.in_flight} in flight"
     )
     table = Table(
-        title=f"wsprof load {config.url} ({config.mode}, {config.connections} connections, {loop})"
+        title=f"wsprof load {config.url} ({config.mode}, {contract_words(config)}, "
+        f"{config.connections} connections, {loop})"
     )
     for col in (
         "client",

@@ -35,6 +35,13 @@ class LoadPlan:
     profile_window_s: float = 4.0
     profile_rate_hz: int = DEFAULT_RATE_HZ
     repeats: int = 3
+    # The reply contract (LoadConfig): event, reply_event and ack apply to Socket.IO
+    # variants; payload_file is relative to the scenario file's directory.
+    reply: str | None = None
+    event: str = "echo"
+    reply_event: str | None = None
+    ack: bool = False
+    payload_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -197,9 +204,28 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+_CONTRACT_KEYS = ("reply", "event", "reply_event", "ack", "payload_file")
+
+
+def _check_contract_value(source: str, where: str, key: str, value: Any) -> None:
+    """The reply-contract keys of [load]; their combination is checked by LoadConfig."""
+    from wsprof.client.base import REPLIES
+
+    if key == "ack":
+        if not isinstance(value, bool):
+            raise _bad(source, where, "must be true or false")
+    elif key == "reply":
+        if value not in REPLIES:
+            raise _bad(source, where, f"must be one of {', '.join(REPLIES)}, not {value!r}")
+    elif not isinstance(value, str) or not value:
+        raise _bad(source, where, "must be a non-empty string")
+
+
 def _check_plan_value(source: str, where: str, key: str, value: Any) -> None:
     """NaN, infinity and absurd magnitudes are refused here, before any server starts."""
-    if key == "payload":
+    if key in _CONTRACT_KEYS:
+        _check_contract_value(source, where, key, value)
+    elif key == "payload":
         if value not in payload_names():
             raise _bad(
                 source, where, f"unknown payload {value!r} (valid: {', '.join(payload_names())})"

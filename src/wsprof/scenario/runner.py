@@ -111,6 +111,20 @@ def _workers(variant: Variant) -> int:
     return int(value) if value.isdigit() else 1
 
 
+def reply_contract(plan: LoadPlan, mode: str, source: str) -> dict[str, Any]:
+    """The [load] reply-contract keys as LoadConfig fields for a variant in ``mode``
+    (event, reply_event and ack belong to Socket.IO variants only)."""
+    contract: dict[str, Any] = {"reply": plan.reply}
+    if plan.payload_file is not None:
+        path = Path(plan.payload_file)
+        if not path.is_absolute():
+            path = Path(source).parent / path
+        contract["payload_file"] = str(path)
+    if mode == "socketio":
+        contract.update(event=plan.event, reply_event=plan.reply_event, ack=plan.ack)
+    return contract
+
+
 @dataclass
 class LiveVariant:
     """One variant while it is being measured: its server and the windows so far."""
@@ -220,6 +234,7 @@ class ScenarioRunner:
             serializer=packet_format(server.serializer),
             warmup=self.plan.warmup_s,
             on_window=mark,
+            **reply_contract(self.plan, server.mode, self.scenario.source),
         )
         others = OtherLoad().start()
         result = run_load(config, client=self.client, cpus=self.client_cpus)
@@ -428,6 +443,7 @@ class ScenarioRunner:
                     duration=duration,
                     payload=plan.payload,
                     warmup=plan.warmup_s,
+                    **reply_contract(plan, "raw", self.scenario.source),
                 )
             ensure_fd_limit(plan.connections)
             for variant in self.scenario.variants:
