@@ -21,7 +21,7 @@ import psutil
 import pytest
 from servers import closed_port, wait_gone
 
-from wsprof import cli
+from wsprof import argtypes, cli
 from wsprof.client.base import LoadConfig, parse_url
 from wsprof.client.bench import echo_server
 from wsprof.client.driver import split_config
@@ -109,7 +109,7 @@ NUMERIC_OPTIONS = list(_float_and_int_options())
 
 def test_every_numeric_option_has_a_checked_type() -> None:
     """No option parses with bare float() (NaN, inf) or int() (no bound)."""
-    checked = (cli._positive_float, cli._non_negative_float, cli._positive_int)
+    checked = (argtypes.positive_float, argtypes.non_negative_float, argtypes.positive_int)
     parser = cli.build_parser()
     (subs,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     loose = [

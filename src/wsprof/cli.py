@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import math
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from wsprof import __version__
+from wsprof.argtypes import non_negative_float, positive_float, positive_int
 from wsprof.errors import WsprofError
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -56,55 +56,11 @@ wsprof: where do the microseconds of one real-time message go?
 """
 
 
-# No option takes a count above this: larger ones overflow C integers or exhaust memory.
-# The commands check their own, tighter ranges (LoadConfig, the scenario plan, py-spy).
-MAX_COUNT = 2**31 - 1
-# Nor a number of seconds (or per second) above this: ten years.
-MAX_NUMBER = 315_360_000.0
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse whose usage errors follow the one error policy: one line, exit code 2."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"wsprof: error: {one_line(message)} (see {self.prog} --help)\n")
-
-
-def _finite_float(text: str) -> float:
-    """A finite number of ordinary size: NaN and infinity would hang a run or poison JSON."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
-    if not math.isfinite(value) or abs(value) > MAX_NUMBER:
-        raise argparse.ArgumentTypeError(
-            f"must be a finite number no larger than {MAX_NUMBER:.0f}, not {text!r}"
-        )
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = _finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or a positive number, not {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
-    if not 1 <= value <= MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_COUNT}, not {text!r}")
-    return value
 
 
 def _load_defaults() -> dict[str, Any]:
@@ -193,7 +149,7 @@ def _add_load(sub: Any) -> None:
     )
     load.add_argument(
         "--connections",
-        type=_positive_int,
+        type=positive_int,
         default=d["connections"],
         metavar="N",
         help="default %(default)s",
@@ -201,35 +157,35 @@ def _add_load(sub: Any) -> None:
     pace = load.add_mutually_exclusive_group()
     pace.add_argument(
         "--in-flight",
-        type=_positive_int,
+        type=positive_int,
         default=d["in_flight"],
         metavar="K",
         help="closed loop: messages outstanding per connection (default %(default)s)",
     )
     pace.add_argument(
         "--rate",
-        type=_positive_float,
+        type=positive_float,
         default=d["rate"],
         metavar="R",
         help="open loop: total messages per second over all connections",
     )
     load.add_argument(
         "--duration",
-        type=_positive_float,
+        type=positive_float,
         default=d["duration"],
         metavar="S",
         help="measurement window in seconds (default %(default)s)",
     )
     load.add_argument(
         "--messages",
-        type=_positive_int,
+        type=positive_int,
         default=d["max_messages"],
         metavar="M",
         help="stop after M round trips",
     )
     load.add_argument(
         "--warmup",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=d["warmup"],
         metavar="S",
         help="unrecorded warm-up (default %(default)s s)",
@@ -284,7 +240,7 @@ def _add_load(sub: Any) -> None:
     )
     load.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="W",
         help="client processes (default %(default)s)",
@@ -297,7 +253,7 @@ def _add_load(sub: Any) -> None:
     )
     load.add_argument(
         "--connect-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=d["connect_timeout"],
         metavar="S",
         help="default %(default)s s",
@@ -360,7 +316,7 @@ def _add_scenarios(sub: Any) -> None:
     )
     scenario.add_argument(
         "--rate-hz",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="HZ",
         help=f"py-spy sampling rate (default from the scenario, else {DEFAULT_RATE_HZ})",
@@ -368,7 +324,7 @@ def _add_scenarios(sub: Any) -> None:
     scenario.add_argument("--native", action="store_true", help="py-spy --native (C frames)")
     scenario.add_argument("--rules", type=Path, metavar="FILE", help=_rules_help())
     scenario.add_argument(
-        "--repeats", type=_positive_int, metavar="N", help="measurement windows per variant"
+        "--repeats", type=positive_int, metavar="N", help="measurement windows per variant"
     )
     _add_app_flags(scenario)
     sub.add_parser(
@@ -396,7 +352,7 @@ def _add_app_flags(scenario: Any) -> None:
     app.add_argument("--app", metavar="NAME=MODULE:ATTR", help="add (or replace) variant NAME")
     app.add_argument("--server", choices=SERVERS, default="uvicorn", help="default %(default)s")
     app.add_argument("--worker", choices=list(GUNICORN_WORKERS), help="gunicorn's worker class")
-    app.add_argument("--workers", type=_positive_int, default=1, metavar="N", help="server workers")
+    app.add_argument("--workers", type=positive_int, default=1, metavar="N", help="server workers")
     app.add_argument("--path", help="WebSocket (or socket.io) path (default /ws, /socket.io/)")
     app.add_argument("--mode", choices=("raw", "socketio"), help="default: from the path")
     app.add_argument(
@@ -442,8 +398,8 @@ def _add_profiling(sub: Any) -> None:
     diff.add_argument("a", type=Path)
     diff.add_argument("b", type=Path)
     diff.add_argument("-o", "--output", type=Path, metavar="FILE.svg")
-    diff.add_argument("--messages-a", type=_positive_int, metavar="N")
-    diff.add_argument("--messages-b", type=_positive_int, metavar="N")
+    diff.add_argument("--messages-a", type=positive_int, metavar="N")
+    diff.add_argument("--messages-b", type=positive_int, metavar="N")
 
     profile = sub.add_parser(
         "profile",
@@ -455,11 +411,11 @@ def _add_profiling(sub: Any) -> None:
     )
     profile.add_argument("--pid", type=int, required=True)
     profile.add_argument(
-        "--duration", type=_positive_float, default=10.0, metavar="S", help="default %(default)s s"
+        "--duration", type=positive_float, default=10.0, metavar="S", help="default %(default)s s"
     )
     profile.add_argument(
         "--rate-hz",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_RATE_HZ,
         metavar="HZ",
         help="py-spy sampling rate (default %(default)s)",
@@ -492,7 +448,7 @@ def _add_compare(sub: Any) -> None:
     compare.add_argument("candidate", type=Path)
     compare.add_argument(
         "--fail-above",
-        type=_non_negative_float,
+        type=non_negative_float,
         metavar="PCT",
         help="exit 1 only for a variant significantly slower by more than PCT %% of server "
         "CPU per message (a CI gate); default: any significant slowdown",
