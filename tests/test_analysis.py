@@ -21,7 +21,13 @@ from wsprof.profiling.folded import Stack, parse_folded
 from wsprof.profiling.layers import default_rules, rules_from_text
 from wsprof.report.outputs import write_scenario_outputs
 from wsprof.report.scenario import layer_names, render_scenario
-from wsprof.scenario.analysis import analyse, latency_budget, latency_curve, merged_latency
+from wsprof.scenario.analysis import (
+    analyse,
+    latency_budget,
+    latency_curve,
+    merged_latency,
+    sampling_note,
+)
 from wsprof.scenario.files import LoadPlan, Variant
 from wsprof.scenario.record import RecordFormatError, ScenarioRecord, VariantRun, Window
 
@@ -292,7 +298,7 @@ def test_the_outputs_step_writes_every_file_and_names_it_in_the_result(tmp_path:
         VariantRun(**{**r.__dict__, "folded": str(tmp_path / f"{r.variant.name}.folded")})
         for r in _record().runs
     )
-    doc = analyse(_record(runs=runs), STACKS, default_rules())
+    doc = analyse(_record(runs=runs, out_dir=str(tmp_path)), STACKS, default_rules())
     out = tmp_path / "result.json"
     artifacts = write_scenario_outputs(doc, STACKS, rules=default_rules(), json_path=out)
     raw, sio, broken = doc["variants"]
@@ -307,6 +313,7 @@ def test_the_outputs_step_writes_every_file_and_names_it_in_the_result(tmp_path:
     assert "flamegraphs" not in broken
     jsonschema.validate(doc, SCHEMA)  # complete once the outputs step named its files
     assert json.loads(out.read_text()) == doc
+    assert artifacts.html == tmp_path / "report.html" and artifacts.html.is_file()
 
 
 def test_latency_curve_runs_hdr_steps_from_p50_to_max() -> None:
@@ -319,3 +326,9 @@ def test_latency_curve_runs_hdr_steps_from_p50_to_max() -> None:
     assert values == sorted(values)
     assert values[-1] == pytest.approx(merged_latency(windows)["max"])
     assert latency_curve([]) == []
+
+
+def test_too_few_samples_are_said_not_hidden() -> None:
+    assert sampling_note(0) is not None and "no samples" in sampling_note(0)
+    assert "rough" in (sampling_note(999) or "")
+    assert sampling_note(1000) is None

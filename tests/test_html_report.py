@@ -35,7 +35,7 @@ payload = "small"
 warmup_s = 0.2
 capacity_window_s = 0.6
 latency_window_s = 0.6
-profile_window_s = 1.0
+profile_window_s = 2.0
 profile_rate_hz = 200
 repeats = 1
 [[variants]]

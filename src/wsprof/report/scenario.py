@@ -247,6 +247,9 @@ def render_scenario(doc: dict[str, Any], console: Console) -> None:
         console.print(f"[bold yellow]attribution unavailable:[/] {_text(prof['note'])}")
     elif prof["enabled"]:
         console.print(f"flamegraphs: {_text(prof['out_dir'])}/")
+    for v in doc["variants"]:
+        if v.get("sampling_note"):
+            console.print(f"[bold yellow]{_text(v['name'])}:[/] {_text(v['sampling_note'])}")
     if doc.get("report_html"):
         console.print(f"report: {_text(doc['report_html'])} (open it in a browser)")
     bound = [v["name"] for v in doc["variants"] if v.get("client_bound")]

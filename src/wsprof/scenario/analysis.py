@@ -99,6 +99,19 @@ def _variant_figures(run: VariantRun) -> dict[str, Any]:
     }
 
 
+#: Below this many samples a layer's share moves by several points from run to run.
+FEW_SAMPLES = 1000
+
+
+def sampling_note(samples: int) -> str | None:
+    """Say when the profiled window's layer shares cannot be trusted, instead of hiding it."""
+    if samples == 0:
+        return "py-spy recorded no samples in the profiled window: no layer figures"
+    if samples < FEW_SAMPLES:
+        return f"only {samples:,} samples (< {FEW_SAMPLES:,}): layer shares are rough"
+    return None
+
+
 def _attribution(
     run: VariantRun, stacks: Sequence[Stack], rules: RuleSet, figures: dict[str, Any]
 ) -> dict[str, Any]:
@@ -113,6 +126,7 @@ def _attribution(
             for name, share in attribution.layers.items()
         },
         "profile_samples": attribution.total_samples,
+        "sampling_note": sampling_note(attribution.total_samples),
         "idle_samples": attribution.idle_samples,
         "profiled_messages": run.profiled.messages,
         "profiler_overhead": {
