@@ -458,3 +458,25 @@ def test_a_users_app_code_is_charged_to_application(tmp_path: Path) -> None:
     assert layers["json"].samples == 3
     assert layers["server-framework"].samples == 2  # uvicorn/main.py is not the user's main
     assert attribute(parse_folded(folded), default_rules()).layers["application"].samples == 0
+
+
+def test_a_user_app_that_is_not_an_echo_server_runs_with_its_reply_contract(
+    tmp_path: Path,
+) -> None:
+    """The app's /ws answers "Echo: " + data: `reply = "any"` in [load] makes it measurable."""
+    path = _scenario_dir(tmp_path, _variant("mine", "uvicorn", path="/ws"))
+    path.write_text(
+        path.read_text().replace('payload = "small"', 'payload = "small"\nreply = "any"')
+    )
+    out = tmp_path / "result.json"
+    proc = _wsprof(
+        "scenario", str(path), "--quick", "--no-profile", "--json", str(out), timeout=180
+    )
+    assert proc.returncode == 0, proc.stderr
+    (v,) = json.loads(out.read_text())["variants"]
+    assert v["status"] == "ok" and v["throughput_msgs_per_s"] > 0 and v["errors"] == {}
+    echo_only = tmp_path / "echo.toml"
+    echo_only.write_text(path.read_text().replace('reply = "any"\n', ""))
+    proc = _wsprof("scenario", str(echo_only), "--quick", "--no-profile", timeout=180)
+    assert proc.returncode == 1  # the byte-for-byte contract: every reply differs
+    assert "try --reply any" in proc.stderr
