@@ -449,7 +449,7 @@ def test_a_users_app_code_is_charged_to_application(tmp_path: Path) -> None:
     app_file = (tmp_path / "user_chat" / "fastapi_app.py").resolve()  # copied beside the file
     folded = (
         f"run (uvicorn/server.py:60);chat ({app_file}:16);dumps (json/__init__.py:231) 3\n"
-        f"run (uvicorn/server.py:60);chat ({app_file}:16) 5\n"
+        "run (uvicorn/server.py:60);chat (user_chat/fastapi_app.py:16) 5\n"
         "run (uvicorn/main.py:580) 2\n"
     )
     rules = default_rules().with_application_files(application_globs(scenario.variants))

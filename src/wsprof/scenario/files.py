@@ -80,16 +80,20 @@ class Variant:
 
 
 def application_globs(variants: Iterable[Variant]) -> list[str]:
-    """Absolute path globs of the user's app code (its top package or module), for attribution."""
+    """Path globs of the user's app code (its top package or module), for attribution.
+
+    py-spy prints a file relative to the sys.path entry it came from
+    ("chat/main.py"), so a package is matched by its name too; a lone module
+    only by its absolute path, since "main.py" would also match uvicorn/main.py.
+    """
     globs: list[str] = []
     for v in variants:
         if v.app is None:
             continue
         top = v.app.split(":", 1)[0].split(".", 1)[0]
         base = Path(v.directory or ".").resolve() / top
-        for glob in (f"{base}/", f"{base}.py"):
-            if glob not in globs:
-                globs.append(glob)
+        found = [f"{base}/", f"{top}/"] if base.is_dir() else [f"{base}.py"]
+        globs.extend(g for g in found if g not in globs)
     return globs
 
 
