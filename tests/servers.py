@@ -131,6 +131,39 @@ def echo_then(count: int, then: bytes, alter_every: int = 0) -> Behave:
     return behave
 
 
+def faulty_broadcast(drop_every: int, duplicate_every: int) -> Behave:
+    """A raw broadcast server (every message to every connection) that wrongs its first
+    connection: broadcast id ``i`` is not delivered to it when ``i % drop_every == 0`` and
+    delivered twice when ``i % duplicate_every == 3``, so the counts are known exactly."""
+    from wsprof.protocol.broadcast import parse_body
+
+    members: list[asyncio.StreamWriter] = []
+
+    async def behave(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: bytes):
+        accept(writer, key)
+        members.append(writer)
+        parser = ws.FrameParser(expect_masked=True)
+        try:
+            while data := await asyncio.wait_for(reader.read(65536), 10):
+                for opcode, payload in parser.feed(data):
+                    if opcode == ws.OP_CLOSE:
+                        writer.write(ws.encode_frame(ws.OP_CLOSE, payload))
+                        return
+                    bid = parse_body(payload)
+                    frame = ws.encode_frame(opcode, payload)
+                    for i, member in enumerate(list(members)):
+                        copies = 1
+                        if i == 0 and bid % drop_every == 0:
+                            copies = 0
+                        elif i == 0 and bid % duplicate_every == 3:
+                            copies = 2
+                        member.write(frame * copies)
+        finally:
+            members.remove(writer)
+
+    return behave
+
+
 def socketio_acker(shift_every: int) -> Behave:
     """A minimal Socket.IO server that acks every event; every ``shift_every``-th ack
     carries an id one past the event's (an id no request carries)."""

@@ -261,12 +261,60 @@ def _add_load(sub: Any) -> None:
     load.add_argument(
         "--json", type=Path, metavar="PATH", help="write the result as wsprof.load/1 JSON"
     )
+    _add_broadcast_options(load)
     load.add_argument(
         "--hgrm",
         type=Path,
         metavar="PATH",
         help="write the latency histogram in HdrHistogram's percentile-distribution format "
         "(.hgrm, milliseconds), for HdrHistogram's plotter",
+    )
+
+
+def _add_broadcast_options(load: Any) -> None:
+    """``wsprof load --workload broadcast``: the fan-out workload (wsprof.client.broadcast)."""
+    from wsprof.client.broadcast import BroadcastConfig
+
+    d = {f.name: f.default for f in dataclasses.fields(BroadcastConfig)}
+    group = load.add_argument_group(
+        "broadcast workload",
+        "--workload broadcast: every connection joins one room (the server runs "
+        "handler=broadcast), the first --senders send broadcasts and every recipient must "
+        "get each exactly once; --in-flight / --rate pace the broadcasts (per sender / total)",
+    )
+    group.add_argument(
+        "--workload",
+        choices=("echo", "broadcast"),
+        default="echo",
+        help="echo: round trips (default); broadcast: deliveries to a room",
+    )
+    group.add_argument(
+        "--recipients",
+        type=positive_int,
+        default=d["recipients"],
+        metavar="N",
+        help="connections in the room (default %(default)s)",
+    )
+    group.add_argument(
+        "--senders",
+        type=positive_int,
+        default=d["senders"],
+        metavar="N",
+        help="connections that also send (default %(default)s)",
+    )
+    group.add_argument(
+        "--payload-bytes",
+        type=positive_int,
+        default=d["payload_bytes"],
+        metavar="B",
+        help="broadcast body size, at least 16 (default %(default)s)",
+    )
+    group.add_argument(
+        "--drain",
+        type=non_negative_float,
+        default=d["drain_s"],
+        metavar="S",
+        help="after the window, wait this long for deliveries in flight (default %(default)s)",
     )
 
 

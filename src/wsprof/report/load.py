@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from wsprof.client.base import LoadConfig, LoadResult
+from wsprof.client.broadcast import BroadcastConfig, BroadcastResult
 from wsprof.env import environment
 
 SCHEMA = "wsprof.load/1"
@@ -93,4 +94,63 @@ def print_load(console: Console, config: LoadConfig, result: LoadResult) -> None
         console.print(
             f"[bold yellow]client-bound:[/] a client process used {result.worker_busy_max:.0%} "
             "of a core; the throughput is the client's, not the server's (add --workers)"
+        )
+
+
+def broadcast_document(config: BroadcastConfig, result: BroadcastResult) -> dict[str, Any]:
+    """The wsprof.load/1 document of ``--workload broadcast``: the BroadcastResult fields."""
+    return {
+        "schema": SCHEMA,
+        "workload": "broadcast",
+        "url": config.url,
+        "mode": config.mode,
+        "recipients": config.recipients,
+        "senders": config.senders,
+        "in_flight": None if config.rate is not None else config.in_flight,
+        "rate": config.rate,
+        "payload_bytes": config.payload_bytes,
+        **result.to_dict(),
+        "complete": not (result.errors or result.missing or result.duplicates),
+        "env": environment(),
+    }
+
+
+def print_broadcast(console: Console, config: BroadcastConfig, result: BroadcastResult) -> None:
+    """Deliveries/s, send -> delivery latency, and proof of exactly-once delivery."""
+    loop = (
+        f"open loop at {config.rate:,.0f} broadcasts/s"
+        if config.rate is not None
+        else f"closed loop, {config.in_flight} in flight per sender"
+    )
+    table = Table(
+        title=f"wsprof load --workload broadcast {config.url} ({config.mode}, "
+        f"{config.recipients} recipients, {config.senders} senders, {loop})"
+    )
+    for col in (
+        "broadcasts",
+        "deliveries",
+        "deliveries/s",
+        "p50 µs",
+        "p99 µs",
+        "max µs",
+        "missing",
+        "duplicates",
+        "errors",
+    ):
+        table.add_column(col, justify="right")
+    lat = result.latency_us()
+    table.add_row(
+        f"{result.broadcasts:,}",
+        f"{result.deliveries:,}",
+        f"{result.deliveries_per_s:,.0f}",
+        *(f"{lat[k]:,.0f}" for k in ("p50", "p99", "max")),
+        f"{result.missing:,}",
+        f"{result.duplicates:,}",
+        ", ".join(f"{k}={n}" for k, n in result.errors.items()) or "0",
+    )
+    console.print(table)
+    if result.client_bound:
+        console.print(
+            f"[bold yellow]client-bound:[/] the client used {result.client_busy:.0%} of a core; "
+            "the throughput is the client's, not the server's"
         )

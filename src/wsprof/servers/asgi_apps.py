@@ -44,6 +44,37 @@ def starlette_echo_app() -> Any:
     return Starlette(routes=[WebSocketRoute("/ws", echo)])
 
 
+def starlette_broadcast_app() -> Any:
+    """The ``handler = "broadcast"`` route: every message goes to every open connection."""
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    members: set[WebSocket] = set()
+
+    async def broadcast(websocket: WebSocket) -> None:
+        await websocket.accept()
+        members.add(websocket)
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                text, data = message.get("text"), message.get("bytes")
+                for member in list(members):
+                    try:
+                        if text is not None:
+                            await member.send_text(text)
+                        else:
+                            await member.send_bytes(data)
+                    except Exception:  # a member that left mid-broadcast misses it, as in production
+                        members.discard(member)
+        finally:
+            members.discard(websocket)
+
+    return Starlette(routes=[WebSocketRoute("/ws", broadcast)])
+
+
 def socketio_asgi_app(options: Mapping[str, str]) -> Any:
     """python-socketio ``AsyncServer(async_mode="asgi")`` wrapped in ``socketio.ASGIApp``."""
     import socketio
@@ -51,7 +82,7 @@ def socketio_asgi_app(options: Mapping[str, str]) -> Any:
     from wsprof.servers.handlers import register_async
 
     sio = socketio.AsyncServer(async_mode="asgi", **socketio_server_kwargs(options))
-    register_async(sio)
+    register_async(sio, options["handler"])
     return socketio.ASGIApp(sio)
 
 
@@ -78,7 +109,8 @@ def run_uvicorn(app: Any, options: Mapping[str, str], listen: Listen, ready: Rea
 
 def run_starlette_raw(options: Mapping[str, str], listen: Listen, ready: Ready) -> None:
     """Stack ``starlette-raw``."""
-    run_uvicorn(starlette_echo_app(), options, listen, ready)
+    app = starlette_broadcast_app() if options["handler"] == "broadcast" else starlette_echo_app()
+    run_uvicorn(app, options, listen, ready)
 
 
 def run_socketio_asgi(options: Mapping[str, str], listen: Listen, ready: Ready) -> None:
@@ -96,12 +128,23 @@ def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop]:
 
 def run_websockets_raw(options: Mapping[str, str], listen: Listen, ready: Ready) -> None:
     """Stack ``websockets-raw``: the websockets library's own asyncio server at ``/ws``."""
-    from websockets.asyncio.server import ServerConnection, serve
+    from websockets.asyncio.server import ServerConnection, broadcast, serve
     from websockets.http11 import Request, Response
+
+    members: set[ServerConnection] = set()
 
     async def echo(connection: ServerConnection) -> None:
         async for message in connection:
             await connection.send(message)
+
+    async def fan_out(connection: ServerConnection) -> None:
+        # handler = "broadcast": websockets' own broadcast() to every open connection
+        members.add(connection)
+        try:
+            async for message in connection:
+                broadcast(members, message)
+        finally:
+            members.discard(connection)
 
     def only_ws_path(connection: ServerConnection, request: Request) -> Response | None:
         if request.path.partition("?")[0] != "/ws":
@@ -113,7 +156,7 @@ def run_websockets_raw(options: Mapping[str, str], listen: Listen, ready: Ready)
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)
         sock = listen()
         async with serve(
-            echo,
+            fan_out if options["handler"] == "broadcast" else echo,
             sock=sock,
             max_size=MAX_MESSAGE_SIZE,
             process_request=only_ws_path,

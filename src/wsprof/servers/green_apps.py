@@ -32,7 +32,7 @@ def run_socketio_eventlet(options: Mapping[str, str], listen: Listen, ready: Rea
     from wsprof.servers.handlers import register_sync
 
     sio = socketio.Server(async_mode="eventlet", **socketio_server_kwargs(options))
-    register_sync(sio)
+    register_sync(sio, options["handler"])
     app = socketio.WSGIApp(sio)
     sock = listen()  # socket is patched now, so this is a green socket
     ready(sock)
@@ -73,7 +73,7 @@ def run_socketio_gevent(options: Mapping[str, str], listen: Listen, ready: Ready
     from wsprof.servers.handlers import register_sync
 
     sio = socketio.Server(async_mode="gevent", **socketio_server_kwargs(options))
-    register_sync(sio)
+    register_sync(sio, options["handler"])
     app = socketio.WSGIApp(sio)
     sock = listen()
     server = WSGIServer(sock, app, log=None, error_log=sys.stderr)

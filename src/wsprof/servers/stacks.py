@@ -70,6 +70,8 @@ UVICORN_WS = Option("websockets", ("websockets", "websockets-sansio", "wsproto")
 SERIALIZER = Option("json", ("json", "orjson", "msgpack"))
 PING_INTERVAL = Option(DEFAULT_PING_INTERVAL, check=_whole_seconds, help="whole seconds >= 1")
 PING_TIMEOUT = Option(DEFAULT_PING_TIMEOUT, check=_positive_seconds, help="seconds > 0")
+#: What the app does with a message: send it back, or send it to every connection.
+HANDLER = Option("echo", ("echo", "broadcast"))
 ASGI_SERVER = Option("uvicorn", ("uvicorn", "hypercorn"))
 #: More workers than this on one machine measures the scheduler, not the server.
 MAX_WORKERS = 64
@@ -83,6 +85,7 @@ def _worker_count(value: str) -> str | None:
 
 WORKERS = Option("1", check=_worker_count, help=f"1 to {MAX_WORKERS} processes")
 GREEN_SOCKETIO = {
+    "handler": HANDLER,
     "serializer": SERIALIZER,
     "ping_interval": PING_INTERVAL,
     "ping_timeout": PING_TIMEOUT,
@@ -95,19 +98,20 @@ STACKS: dict[str, Stack] = {
             "starlette-raw",
             "raw",
             "uvicorn + Starlette WebSocket route, echo",
-            {"loop": LOOP, "ws": UVICORN_WS},
+            {"loop": LOOP, "ws": UVICORN_WS, "handler": HANDLER},
         ),
         Stack(
             "websockets-raw",
             "raw",
             "websockets' own asyncio server, echo",
-            {"loop": LOOP},
+            {"loop": LOOP, "handler": HANDLER},
         ),
         Stack(
             "socketio-asgi",
             "socketio",
             "uvicorn + python-socketio AsyncServer (ASGI)",
             {
+                "handler": HANDLER,
                 "loop": LOOP,
                 "ws": UVICORN_WS,
                 "serializer": SERIALIZER,
@@ -120,6 +124,7 @@ STACKS: dict[str, Stack] = {
             "socketio",
             "python-socketio Server on eventlet.wsgi (the Flask-SocketIO model)",
             {
+                "handler": HANDLER,
                 "serializer": SERIALIZER,
                 "ping_interval": PING_INTERVAL,
                 "ping_timeout": PING_TIMEOUT,
@@ -130,6 +135,7 @@ STACKS: dict[str, Stack] = {
             "socketio",
             "python-socketio Server on gevent pywsgi + simple-websocket",
             {
+                "handler": HANDLER,
                 "serializer": SERIALIZER,
                 "ping_interval": PING_INTERVAL,
                 "ping_timeout": PING_TIMEOUT,
@@ -158,6 +164,7 @@ STACKS: dict[str, Stack] = {
             "socketio",
             "Quart behind python-socketio's ASGIApp, on uvicorn or hypercorn (whose WebSocket is always wsproto: ws applies to uvicorn only)",
             {
+                "handler": HANDLER,
                 "server": ASGI_SERVER,
                 "loop": LOOP,
                 "ws": UVICORN_WS,

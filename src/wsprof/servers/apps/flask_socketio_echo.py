@@ -32,7 +32,9 @@ Listen = Callable[[], socket.socket]
 def create_app(async_mode: str, options: Mapping[str, str]) -> tuple[Any, Any]:
     """The Flask app and its ``SocketIO`` with the echo and ack handlers (after patching)."""
     from flask import Flask
-    from flask_socketio import SocketIO, emit
+    from flask_socketio import SocketIO, emit, join_room
+
+    from wsprof.servers.handlers import BROADCAST_ROOM
 
     app = Flask(__name__)
     socketio = SocketIO(app, async_mode=async_mode, **socketio_server_kwargs(options))
@@ -45,6 +47,16 @@ def create_app(async_mode: str, options: Mapping[str, str]) -> tuple[Any, Any]:
     @socketio.on("ack")
     def ack(*args: Any) -> tuple[Any, ...]:
         return args  # a returned tuple is the acknowledgement's argument list
+
+    if options["handler"] == "broadcast":
+
+        @socketio.on("connect")
+        def connect(auth: Any = None) -> None:
+            join_room(BROADCAST_ROOM)
+
+        @socketio.on("broadcast")
+        def broadcast(data: Any) -> None:
+            emit("broadcast", data, to=BROADCAST_ROOM)
 
     return app, socketio
 

@@ -31,7 +31,7 @@ def create_app(options: Mapping[str, str]) -> Any:
         return "wsprof quart-socketio: Socket.IO at /socket.io/\n"
 
     sio = socketio.AsyncServer(async_mode="asgi", **socketio_server_kwargs(options))
-    register_async(sio)
+    register_async(sio, options["handler"])
     return socketio.ASGIApp(sio, other_asgi_app=quart_app)
 
 
