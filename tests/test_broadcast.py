@@ -84,7 +84,6 @@ def test_config_refuses_bad_values() -> None:
 # -- every bundled stack, both clients -------------------------------------------------------
 
 
-@pytest.mark.timeout(120)
 @pytest.mark.parametrize("name", STACK_NAMES)
 def test_every_stack_delivers_every_broadcast_once(client: str, name: str) -> None:
     spec = STACKS[name]
@@ -101,7 +100,6 @@ def test_every_stack_delivers_every_broadcast_once(client: str, name: str) -> No
     assert result.cross_histogram["total"] == 0
 
 
-@pytest.mark.timeout(60)
 def test_open_loop_paces_broadcasts(client: str) -> None:
     with stack("websockets-raw", handler="broadcast") as server:
         url = f"ws://127.0.0.1:{server.port}{RAW_PATH}"
@@ -110,7 +108,6 @@ def test_open_loop_paces_broadcasts(client: str) -> None:
     assert result.missing == 0 and result.duplicates == 0
 
 
-@pytest.mark.timeout(60)
 def test_two_server_processes_fill_the_cross_histogram(client: str) -> None:
     # Two separate rooms: deliveries cross no process, so half the recipients never get a
     # broadcast from the other process's senders: counted as missing, nothing crosses.
@@ -130,7 +127,6 @@ def test_two_server_processes_fill_the_cross_histogram(client: str) -> None:
 # -- wrong servers --------------------------------------------------------------------------
 
 
-@pytest.mark.timeout(60)
 def test_drops_and_duplicates_are_counted_exactly(client: str) -> None:
     with raw_server(faulty_broadcast(drop_every=5, duplicate_every=7)) as port:
         result = run(
@@ -144,17 +140,15 @@ def test_drops_and_duplicates_are_counted_exactly(client: str) -> None:
     assert result.deliveries == result.broadcasts * 4 - result.missing
 
 
-@pytest.mark.timeout(60)
-def test_an_echo_server_is_one_line(client: str) -> None:
+def test_an_echo_server_counts_missing(client: str) -> None:
     # handler=echo: each broadcast reaches only its sender; the others never get one.
     with stack("websockets-raw") as server:
         url = f"ws://127.0.0.1:{server.port}{RAW_PATH}"
-        result = run(client, url, recipients=3, senders=1, duration=0.5, drain_s=0.3)
+        result = run(client, url, recipients=3, rate=100.0, duration=0.5, drain_s=0.3)
     assert result.deliveries == result.broadcasts
     assert result.missing == 2 * result.broadcasts
 
 
-@pytest.mark.timeout(60)
 def test_nothing_valid_is_one_line(client: str) -> None:
     async def garbage(reader, writer, key):  # type: ignore[no-untyped-def]
         from servers import accept

@@ -12,30 +12,28 @@ bytes come from wsprof.protocol.broadcast; this loop only writes the id into the
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport errno, EAGAIN, EINTR
-from libc.stdint cimport int32_t, uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free, realloc
-from libc.string cimport memcpy, memset, strerror
+from libc.stdint cimport uint8_t, uint64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy, strerror
 from posix.time cimport CLOCK_MONOTONIC
 from posix.unistd cimport close, read
 
-from wsprof._buffer cimport Buffer, buf_free, buf_reserve
+from wsprof._buffer cimport buf_free, buf_reserve
 from wsprof._clock cimport now_ns, thread_cpu_ns
 from wsprof._frames cimport (
-    OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, MAX_CONTROL_PAYLOAD, MAX_HEADER,
-    parser_init, write_frame, ws_next,
+    OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, MAX_CONTROL_PAYLOAD, MAX_HEADER, parser_init,
+    write_frame, ws_next,
 )
 from wsprof._conn cimport (
     CS_CONNECTING, CS_CLOSING, CS_DEAD, CS_HANDSHAKE, CS_READY, SENT, SEND_BACKLOG, SEND_NOMEM,
-    WBUF_LIMIT, Bytes, Conn, SendResult, conn_drop, conn_flush, conn_keep, conn_recv, conn_send,
-    set_events, view,
+    WBUF_LIMIT, conn_drop, conn_flush, conn_keep, conn_recv, conn_send, set_events, view,
 )
-from wsprof._histogram cimport Histogram
 from wsprof._posix cimport (
     epoll_create1, epoll_ctl, epoll_event, epoll_wait, timer_at, timerfd_create, EPOLL_CLOEXEC,
     EPOLL_CTL_ADD, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, MAX_EVENTS, SIGNAL_CHECK_MS,
     TFD_CLOEXEC, TFD_NONBLOCK,
 )
-from wsprof._session cimport SIO_ENDED, SIO_EVENT, SIO_PING, Session, sio_kind, starts_with
+from wsprof._session cimport SIO_ENDED, SIO_EVENT, SIO_PING, sio_kind, starts_with
 from wsprof._setup cimport Setup
 
 from wsprof.client.base import LoadError
@@ -43,105 +41,14 @@ from wsprof.client.broadcast import ERROR_KINDS
 from wsprof.protocol.socketio import event_key
 from wsprof.protocol.websocket import frame_error
 
-cdef enum:
-    K_CLOSED_BY_SERVER
-    K_RESET
-    K_PROTOCOL
-    K_MALFORMED
-    K_UNKNOWN_ID
-    K_UNEXPECTED
-    K_UNEXPECTED_EVENT
-    K_SEND_BACKLOG
-    K_SCHEDULE_BACKLOG
-    K_CLOSE_TIMEOUT
-    K_COUNT
-
-cdef enum Phase:
-    PH_CONNECT
-    PH_WARMUP
-    PH_MEASURE
-    PH_DRAIN
-    PH_DONE
-
-cdef enum:
-    SCRATCH = 262144
-    MAX_PENDING_CONNECTS = 256
-    ID_DIGITS = 16
-    MAX_NOTES = 64
-    FIRST_CAP = 4096
-
-# Ids beyond this would make the bitmaps too large to be a measurement any more.
-cdef uint64_t MAX_IDS = 1ULL << 28
 cdef uint32_t TIMER_TOKEN = 0xFFFFFFFF
 cdef const char* HEX = b"0123456789abcdef"
 
 assert len(ERROR_KINDS) == K_COUNT
 
 
-cdef inline int parse_id(const uint8_t* p, uint64_t* out) noexcept nogil:
-    """The 16 lowercase hex digits at ``p``; -1 when they are not."""
-    cdef uint64_t v = 0
-    cdef int k
-    cdef uint8_t ch
-    for k in range(ID_DIGITS):
-        ch = p[k]
-        if 48 <= ch <= 57:
-            v = (v << 4) | (ch - 48)
-        elif 97 <= ch <= 102:
-            v = (v << 4) | (ch - 87)
-        else:
-            return -1
-    out[0] = v
-    return 0
-
-
 cdef class BroadcastRun:
     """One broadcast run: every connection, the id tables, one epoll loop."""
-    cdef Conn* conns
-    cdef int n
-    cdef int nsenders
-    cdef int* server_of          # which URL each connection went to
-    cdef uint8_t** bits          # per recipient: one bit per broadcast id received
-    cdef Session* sessions       # per URL: the Socket.IO text recognised in C
-    cdef list setups
-    cdef list kept
-    cdef bint socketio
-    cdef bint open_loop
-    cdef uint32_t in_flight
-    cdef uint64_t interval_ns
-    cdef uint64_t next_due_ns
-    cdef uint32_t rr
-    cdef int epfd
-    cdef int timerfd
-    cdef Phase phase
-    cdef int next_connect, pending, ready, alive, closing
-    # the message, unmasked, with id 0 at id_off; sent frames are built in wout
-    cdef Bytes tmpl
-    cdef size_t id_off
-    cdef Bytes prefix            # Socket.IO: what a broadcast event starts with
-    cdef uint8_t* msg
-    cdef Buffer wout
-    cdef uint8_t mask_key[4]
-    cdef uint8_t scratch[SCRATCH]
-    # per broadcast id
-    cdef uint64_t cap
-    cdef uint64_t next_id
-    cdef uint64_t* sent_ns
-    cdef uint32_t* remaining
-    cdef int32_t* sender_of
-    cdef uint64_t first_id, last_id, window_left
-    cdef uint64_t deliveries, duplicates
-    cdef Histogram hist
-    cdef Histogram cross
-    cdef int* dirty
-    cdef int ndirty
-    cdef uint64_t counts[K_COUNT]
-    cdef uint64_t t_start, t_end, cpu_start, cpu_end, next_signal_check_ns
-    cdef uint32_t notes
-    cdef dict seen
-    cdef dict first_error
-    cdef object fatal
-    cdef object on_window
 
     def __cinit__(self):
         self.epfd = -1
@@ -281,30 +188,12 @@ cdef class BroadcastRun:
 
     cdef int grow(self) except -1:
         """Double the id tables and every recipient's bitmap."""
-        cdef uint64_t cap = self.cap * 2
-        cdef void* p
-        cdef int i
-        if cap > MAX_IDS:
+        if self.cap * 2 > MAX_IDS:
             raise LoadError(f"more than {MAX_IDS} broadcasts in one run: shorten it")
-        p = realloc(self.sent_ns, cap * sizeof(uint64_t))
-        if p == NULL:
+        if grow_ids(self.cap, &self.sent_ns, &self.remaining, &self.sender_of,
+                    self.bits, self.n) < 0:
             raise MemoryError()
-        self.sent_ns = <uint64_t*>p
-        p = realloc(self.remaining, cap * sizeof(uint32_t))
-        if p == NULL:
-            raise MemoryError()
-        self.remaining = <uint32_t*>p
-        p = realloc(self.sender_of, cap * sizeof(int32_t))
-        if p == NULL:
-            raise MemoryError()
-        self.sender_of = <int32_t*>p
-        for i in range(self.n):
-            p = realloc(self.bits[i], cap // 8)
-            if p == NULL:
-                raise MemoryError()
-            self.bits[i] = <uint8_t*>p
-            memset(self.bits[i] + self.cap // 8, 0, (cap - self.cap) // 8)
-        self.cap = cap
+        self.cap *= 2
         return 0
 
     cdef int stage(self, int s, uint64_t stamp) except -1:
@@ -589,14 +478,10 @@ cdef class BroadcastRun:
                 raise LoadError(f"a connection was lost before the load started ({detail})")
         return 0
 
-    cdef int mark(self, str what) except -1:
-        if self.on_window is not None:
-            self.on_window(what)
-        return 0
-
     cdef int start_window(self) except -1:
         self.phase = PH_MEASURE
-        self.mark("start")
+        if self.on_window is not None:
+            self.on_window("start")
         self.first_id = self.next_id
         self.t_start = now_ns()
         self.cpu_start = thread_cpu_ns()
@@ -611,7 +496,8 @@ cdef class BroadcastRun:
         self.window_left = 0
         for bid in range(self.first_id, self.last_id):
             self.window_left += self.remaining[bid] > 0
-        self.mark("end")
+        if self.on_window is not None:
+            self.on_window("end")
         return 0
 
     def run(self, *, double warmup, double duration, double drain, double connect_timeout,
