@@ -111,14 +111,15 @@ def test_open_loop_paces_broadcasts(client: str) -> None:
 def test_two_server_processes_fill_the_cross_histogram(client: str) -> None:
     # Two separate rooms: deliveries cross no process, so half the recipients never get a
     # broadcast from the other process's senders: counted as missing, nothing crosses.
-    with stack("websockets-raw", handler="broadcast") as a:
-        with stack("websockets-raw", handler="broadcast") as b:
-            url_a = f"ws://127.0.0.1:{a.port}{RAW_PATH}"
-            url_b = f"ws://127.0.0.1:{b.port}{RAW_PATH}"
-            result = run(
-                client, url_a, extra_urls=(url_b,), recipients=10, senders=2, rate=100.0,
-                drain_s=0.5,
-            )
+    with (
+        stack("websockets-raw", handler="broadcast") as a,
+        stack("websockets-raw", handler="broadcast") as b,
+    ):
+        url_a = f"ws://127.0.0.1:{a.port}{RAW_PATH}"
+        url_b = f"ws://127.0.0.1:{b.port}{RAW_PATH}"
+        result = run(
+            client, url_a, extra_urls=(url_b,), recipients=10, senders=2, rate=100.0, drain_s=0.5
+        )
     assert result.deliveries == result.broadcasts * 5
     assert result.missing == result.broadcasts * 5
     assert result.cross_histogram["total"] == 0
@@ -130,8 +131,14 @@ def test_two_server_processes_fill_the_cross_histogram(client: str) -> None:
 def test_drops_and_duplicates_are_counted_exactly(client: str) -> None:
     with raw_server(faulty_broadcast(drop_every=5, duplicate_every=7)) as port:
         result = run(
-            client, f"ws://127.0.0.1:{port}/ws", recipients=4, senders=1, rate=300.0,
-            warmup=0.0, duration=1.0, drain_s=1.0,
+            client,
+            f"ws://127.0.0.1:{port}/ws",
+            recipients=4,
+            senders=1,
+            rate=300.0,
+            warmup=0.0,
+            duration=1.0,
+            drain_s=1.0,
         )
     ids = range(result.broadcasts)
     assert result.broadcasts > 100
@@ -159,8 +166,10 @@ def test_nothing_valid_is_one_line(client: str) -> None:
         while await reader.read(65536):
             writer.write(ws.encode_frame(ws.OP_TEXT, b"not a broadcast body"))
 
-    with raw_server(garbage) as port:
-        with pytest.raises(LoadError, match="no broadcast was delivered") as info:
-            run(client, f"ws://127.0.0.1:{port}/ws", recipients=2, duration=0.4, drain_s=0.2)
+    with (
+        raw_server(garbage) as port,
+        pytest.raises(LoadError, match="no broadcast was delivered") as info,
+    ):
+        run(client, f"ws://127.0.0.1:{port}/ws", recipients=2, duration=0.4, drain_s=0.2)
     assert "\n" not in str(info.value)
     assert "malformed_body" in str(info.value)

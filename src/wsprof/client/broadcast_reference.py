@@ -8,6 +8,7 @@ long before they describe a server: it exists to cross-check the fast client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from typing import Any, cast
@@ -281,9 +282,7 @@ class _Run:
 
         self.conns = [_Conn(self, i) for i in range(self.config.recipients)]
         try:
-            await asyncio.wait_for(
-                asyncio.gather(*(one(c) for c in self.conns)), CONNECT_TIMEOUT_S
-            )
+            await asyncio.wait_for(asyncio.gather(*(one(c) for c in self.conns)), CONNECT_TIMEOUT_S)
         except TimeoutError:
             ready = sum(c.ready.done() for c in self.conns)
             raise LoadError(
@@ -347,10 +346,8 @@ async def _run(config: BroadcastConfig) -> BroadcastResult:
         config.window_mark("end")
         run.window_left = sum(1 for r in run.remaining[run.first_id : run.last_id] if r)
         if run.window_left:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(run.window_done.wait(), config.drain_s)
-            except TimeoutError:
-                pass
     finally:
         run.phase = DRAIN
         if scheduler is not None:

@@ -7,12 +7,11 @@ import argparse
 from wsprof.client import broadcast
 from wsprof.client.base import LoadConfig
 from wsprof.client.driver import run_load
-from wsprof.errors import MeasurementError
+from wsprof.errors import MeasurementError, WsprofError
 from wsprof.payloads import get_payload
 from wsprof.report.console import make_console
 from wsprof.report.hgrm import write_hgrm
 from wsprof.report.jsonout import check_json_target, write_json
-from wsprof.errors import WsprofError
 from wsprof.report.load import broadcast_document, load_document, print_broadcast, print_load
 
 

@@ -60,14 +60,15 @@ def starlette_broadcast_app() -> Any:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     return
-                text, data = message.get("text"), message.get("bytes")
+                text = message.get("text")
                 for member in list(members):
                     try:
                         if text is not None:
                             await member.send_text(text)
                         else:
-                            await member.send_bytes(data)
-                    except Exception:  # a member that left mid-broadcast misses it, as in production
+                            await member.send_bytes(message["bytes"])
+                    except Exception:
+                        # a member that left mid-broadcast misses it, as in production
                         members.discard(member)
         finally:
             members.discard(websocket)
