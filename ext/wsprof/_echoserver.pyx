@@ -1,5 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""The cheap echo server of ``wsprof client-bench``: WebSocket echo in C, one epoll loop."""
+"""The cheap echo server of ``wsprof client-bench``: WebSocket echo in C, one epoll loop.
+
+In broadcast mode every data message goes to every connection instead (the fan-out
+ceiling of the broadcast client), each read's messages in one send per member."""
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport errno, EAGAIN, EINTR
@@ -47,12 +50,18 @@ cdef class _EchoServer:
     cdef int epfd
     cdef Buffer out
     cdef uint64_t messages
+    cdef bint fanout
+    cdef Buffer fan              # broadcast mode: this read's data frames, for every member
+    cdef int* members
+    cdef int nmembers
 
-    def __cinit__(self, int cap):
+    def __cinit__(self, int cap, bint fanout=False):
         self.cap = cap
+        self.fanout = fanout
         self.conns = <EchoConn*>calloc(cap, sizeof(EchoConn))
+        self.members = <int*>calloc(cap, sizeof(int))
         self.epfd = -1
-        if self.conns == NULL:
+        if self.conns == NULL or self.members == NULL:
             raise MemoryError()
 
     def __dealloc__(self):
@@ -64,12 +73,21 @@ cdef class _EchoServer:
             buf_free(&self.conns[i].wbuf)
             buf_free(&self.conns[i].p.frag)
         free(self.conns)
+        free(self.members)
         buf_free(&self.out)
+        buf_free(&self.fan)
         if self.epfd >= 0:
             close(self.epfd)
 
     cdef void drop(self, int fd) noexcept:
         cdef EchoConn* c = &self.conns[fd]
+        cdef int j
+        if c.upgraded:
+            for j in range(self.nmembers):
+                if self.members[j] == fd:
+                    self.nmembers -= 1
+                    self.members[j] = self.members[self.nmembers]
+                    break
         close(fd)
         c.fd = 0
         c.rbuf.len = c.wbuf.len = 0
@@ -117,6 +135,8 @@ cdef class _EchoServer:
         if self.flush(fd, resp, len(resp)) < 0:
             return 0
         c.upgraded = 1
+        self.members[self.nmembers] = fd
+        self.nmembers += 1
         buf_consume(&c.rbuf, end)
         return 1
 
@@ -139,11 +159,19 @@ cdef class _EchoServer:
         if not c.upgraded and self.upgrade(fd) == 0:
             return 0
         self.out.len = 0
+        self.fan.len = 0
         while True:
             rc = ws_next(&c.p, c.rbuf.data, c.rbuf.len, &pos, &op, &data, &dlen)
             if rc <= 0:
                 break
             if op == OP_PONG:
+                continue
+            if self.fanout and op < OP_CLOSE:
+                if buf_reserve(&self.fan, dlen + MAX_HEADER) < 0:
+                    raise MemoryError()
+                self.fan.len += write_frame(self.fan.data + self.fan.len, 0x80 | op, data, dlen,
+                                            NULL)
+                self.messages += 1
                 continue
             if buf_reserve(&self.out, dlen + MAX_HEADER) < 0:
                 raise MemoryError()
@@ -153,13 +181,23 @@ cdef class _EchoServer:
             if op == OP_CLOSE:
                 c.closing = 1
                 break
-        if self.out.len and self.flush(fd, self.out.data, self.out.len) < 0:
+        if self.fan.len:
+            self.fan_out()
+        if c.fd <= 0 or self.out.len and self.flush(fd, self.out.data, self.out.len) < 0:
             return 0
         if rc < 0 or c.closing:
             self.drop(fd)
             return 0
         buf_consume(&c.rbuf, pos)
         return 0
+
+    cdef void fan_out(self) noexcept:
+        """Send this read's broadcast frames to every member (backwards: drop swaps in the last)."""
+        cdef int j = self.nmembers - 1
+        while j >= 0:
+            if j < self.nmembers:
+                self.flush(self.members[j], self.fan.data, self.fan.len)
+            j -= 1
 
     cdef int accept_all(self, int listen_fd) noexcept:
         cdef int fd, one = 1
@@ -226,7 +264,8 @@ cdef class _EchoServer:
         return self.messages
 
 
-def serve_echo(int listen_fd, int stop_fd, double max_seconds, int max_fds = 65536) -> int:
+def serve_echo(int listen_fd, int stop_fd, double max_seconds, int max_fds = 65536,
+               bint broadcast = False) -> int:
     """Echo WebSocket messages on ``listen_fd`` (non-blocking, listening) until told to stop.
 
     The server side of client-bench: it unmasks in C and echoes each message as
@@ -234,6 +273,7 @@ def serve_echo(int listen_fd, int stop_fd, double max_seconds, int max_fds = 655
     stays near the kernel floor. It stops when ``stop_fd`` becomes readable
     (the parent closed the pipe or died) or after ``max_seconds``; a signal
     (Ctrl-C) raises out of it within SIGNAL_CHECK_MS.
-    Returns the number of data messages echoed.
+    With ``broadcast`` every data message goes to every connection instead.
+    Returns the number of data messages echoed (or broadcast).
     """
-    return _EchoServer(max_fds).serve(listen_fd, stop_fd, max_seconds)
+    return _EchoServer(max_fds, broadcast).serve(listen_fd, stop_fd, max_seconds)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wsprof import fastpath
+from wsprof.client import broadcast
 from wsprof.client.base import LoadConfig, LoadResult
 from wsprof.client.driver import run_load
 from wsprof.env import environment
@@ -30,6 +31,9 @@ PAYLOAD = "small"
 #: The echo server exits by itself after this long even if nobody tells it to.
 ECHO_SERVER_MAX_S = 600.0
 _PR_SET_PDEATHSIG = 1
+#: The broadcast ceiling row: recipients in the room, broadcasts in flight (one sender).
+CEILING_RECIPIENTS = 1000
+CEILING_IN_FLIGHT = 32
 
 
 @dataclass(frozen=True)
@@ -72,14 +76,19 @@ def echo_server_main() -> None:
     sys.stdout.write(f"{sock.getsockname()[1]}\n")
     sys.stdout.flush()
     try:
-        serve_echo(sock.fileno(), sys.stdin.fileno(), float(sys.argv[2]))
+        broadcast = len(sys.argv) > 3 and sys.argv[3] == "broadcast"
+        serve_echo(sock.fileno(), sys.stdin.fileno(), float(sys.argv[2]), broadcast=broadcast)
     except KeyboardInterrupt:
         sys.exit(130)  # Ctrl-C reached the whole process group; the parent reports it
 
 
 @contextmanager
-def echo_server(cpu: int | None, max_seconds: float = ECHO_SERVER_MAX_S) -> Iterator[int]:
-    """Run the C echo server in its own process pinned to ``cpu``; yield its port; always stop it."""
+def echo_server(
+    cpu: int | None, max_seconds: float = ECHO_SERVER_MAX_S, *, broadcast: bool = False
+) -> Iterator[int]:
+    """Run the C echo server in its own process pinned to ``cpu``; yield its port; always stop it.
+
+    With ``broadcast`` it sends every message to every connection (the fan-out ceiling)."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -87,6 +96,7 @@ def echo_server(cpu: int | None, max_seconds: float = ECHO_SERVER_MAX_S) -> Iter
             "from wsprof.client.bench import echo_server_main; echo_server_main()",
             str(-1 if cpu is None else cpu),
             str(max_seconds),
+            "broadcast" if broadcast else "echo",
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -146,9 +156,51 @@ def row_document(row: Row, result: LoadResult, floor_us: float) -> dict[str, Any
     }
 
 
+def broadcast_ceiling(
+    client_cpu: int | None, server_cpu: int | None, repeats: int, duration: float
+) -> dict[str, Any]:
+    """The fast broadcast client's deliveries/s on one core against the C fan-out server
+    (median of ``repeats`` by deliveries/s): what it can count before it is the limit."""
+    runs = []
+    previous = os.sched_getaffinity(0)
+    with echo_server(server_cpu, broadcast=True) as port:
+        if client_cpu is not None:
+            os.sched_setaffinity(0, {client_cpu})
+        try:
+            for _ in range(repeats):
+                config = broadcast.BroadcastConfig(
+                    f"ws://127.0.0.1:{port}/",
+                    recipients=CEILING_RECIPIENTS,
+                    in_flight=CEILING_IN_FLIGHT,
+                    duration=duration,
+                    warmup=0.5,
+                    drain_s=1.0,
+                )
+                runs.append(broadcast.run(config, client="fast"))
+        finally:
+            os.sched_setaffinity(0, previous)
+    result = sorted(runs, key=lambda r: r.deliveries_per_s)[len(runs) // 2]
+    cpu_us = 1e6 * result.client_cpu_s / max(result.deliveries, 1)
+    return {
+        "client": "fast",
+        "recipients": CEILING_RECIPIENTS,
+        "in_flight": CEILING_IN_FLIGHT,
+        "deliveries_per_s": result.deliveries_per_s,
+        "client_cpu_us_per_delivery": cpu_us,
+        # what one core could count if the server kept up: the client's own ceiling
+        "capacity_deliveries_per_s": 1e6 / cpu_us if cpu_us > 0 else 0.0,
+        "client_busy": result.client_busy,
+        "client_bound": result.client_bound,
+        "latency_us": result.latency_us(),
+        "missing": result.missing,
+        "duplicates": result.duplicates,
+        "errors": result.errors,
+    }
+
+
 def run_bench(quick: bool, on_progress: OnProgress) -> dict[str, Any]:
     """Measure the floor and every row of the plan; return the result document."""
-    for name in ("_loadclient", "_echoserver", "_floor"):
+    for name in ("_loadclient", "_echoserver", "_floor", "_broadcast"):
         fastpath.load(name)
     client_cpu, server_cpu = pick_cpus()
     repeats = 1 if quick else 3
@@ -156,7 +208,7 @@ def run_bench(quick: bool, on_progress: OnProgress) -> dict[str, Any]:
     warmup = 0.2 if quick else 0.5
     rows = plan()
     results = []
-    total = 1 + len(rows) * repeats
+    total = 2 + len(rows) * repeats
     with echo_server(server_cpu) as port:
         on_progress("floor (send + recv)", 0, total)
         floor_us = measure_floor_us(client_cpu, repeats, 0.5 if quick else 1.5)
@@ -182,6 +234,8 @@ def run_bench(quick: bool, on_progress: OnProgress) -> dict[str, Any]:
                 runs.append(run_load(config, client=row.client, cpus=cpus))
                 done += 1
             results.append(row_document(row, median_result(runs), floor_us))
+    on_progress(f"fast broadcast, {CEILING_RECIPIENTS} recipients", done, total)
+    ceiling = broadcast_ceiling(client_cpu, server_cpu, repeats, duration)
     return {
         "schema": SCHEMA,
         "floor_us_per_msg": floor_us,
@@ -189,6 +243,7 @@ def run_bench(quick: bool, on_progress: OnProgress) -> dict[str, Any]:
         "duration_s": duration,
         "repeats": repeats,
         "results": results,
+        "broadcast": ceiling,
         "env": environment(
             pinning={"client_cpu": client_cpu, "echo_server_cpu": server_cpu},
         ),

@@ -40,6 +40,8 @@ def render_client_bench(document: dict[str, Any], console: Console) -> None:
     console.print(table)
     for line in ratio_lines(document["results"]):
         console.print(line)
+    if "broadcast" in document:
+        console.print(broadcast_line(document["broadcast"]))
     console.print(
         "floor multiple = client CPU per round trip / floor; below 1.0 needs several "
         "messages per send and recv (write coalescing with k > 1 in flight)"
@@ -60,3 +62,16 @@ def ratio_lines(results: list[dict[str, Any]]) -> list[str]:
                 f"{ratio:.1f}x less CPU per message than the reference client"
             )
     return lines
+
+
+def broadcast_line(row: dict[str, Any]) -> str:
+    """The fan-out ceiling: deliveries/s the fast broadcast client counts on one core."""
+    line = (
+        f"broadcast: the fast client counted {row['deliveries_per_s']:,.0f} deliveries/s from "
+        f"the C fan-out server ({row['recipients']} recipients) at "
+        f"{row['client_cpu_us_per_delivery']:.3f} µs CPU each: one core's ceiling is "
+        f"{row['capacity_deliveries_per_s']:,.0f} deliveries/s"
+    )
+    if row["client_bound"]:
+        line += " [bold yellow]client-bound[/]: a broadcast run near this rate measures the client"
+    return line
