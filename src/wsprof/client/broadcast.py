@@ -56,6 +56,9 @@ ERROR_KINDS = (
 MAX_IN_FLIGHT = 1000
 MAX_DRAIN_S = 60.0
 CONNECT_TIMEOUT_S = 10.0
+#: Set-up time allowed per connection on top of CONNECT_TIMEOUT_S: a Socket.IO server on a
+#: busy 2-core machine opens fewer than 100 sessions/s.
+CONNECT_S_PER_CONNECTION = 0.03
 CLOSE_TIMEOUT_S = 2.0
 
 
@@ -104,6 +107,11 @@ class BroadcastConfig:
     def urls(self) -> tuple[str, ...]:
         """Every server process, in the order connections are dealt to them."""
         return (self.url, *self.extra_urls)
+
+    @property
+    def connect_timeout(self) -> float:
+        """How long opening every connection may take before the run fails."""
+        return CONNECT_TIMEOUT_S + CONNECT_S_PER_CONNECTION * self.recipients
 
     def window_mark(self, mark: str) -> None:
         if self.on_window is not None:

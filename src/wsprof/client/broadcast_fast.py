@@ -7,7 +7,6 @@ from typing import Any
 from wsprof import fastpath
 from wsprof.client.base import LoadError, ensure_fd_limit, parse_url
 from wsprof.client.broadcast import (
-    CONNECT_TIMEOUT_S,
     BroadcastConfig,
     BroadcastResult,
     finish,
@@ -56,7 +55,7 @@ def run(config: BroadcastConfig) -> BroadcastResult:
             warmup=config.warmup,
             duration=config.duration,
             drain=config.drain_s,
-            connect_timeout=CONNECT_TIMEOUT_S,
+            connect_timeout=config.connect_timeout,
             on_window=config.on_window,
         )
     except OSError as exc:

@@ -16,7 +16,6 @@ from typing import Any, cast
 from wsprof.client.base import LoadError, ensure_fd_limit, parse_url
 from wsprof.client.broadcast import (
     CLOSE_TIMEOUT_S,
-    CONNECT_TIMEOUT_S,
     BroadcastConfig,
     BroadcastResult,
     finish,
@@ -282,12 +281,14 @@ class _Run:
 
         self.conns = [_Conn(self, i) for i in range(self.config.recipients)]
         try:
-            await asyncio.wait_for(asyncio.gather(*(one(c) for c in self.conns)), CONNECT_TIMEOUT_S)
+            await asyncio.wait_for(
+                asyncio.gather(*(one(c) for c in self.conns)), self.config.connect_timeout
+            )
         except TimeoutError:
             ready = sum(c.ready.done() for c in self.conns)
             raise LoadError(
                 f"{len(self.conns) - ready} of {len(self.conns)} connections were not ready "
-                f"after {CONNECT_TIMEOUT_S:g} s"
+                f"after {self.config.connect_timeout:g} s"
             ) from None
 
     async def open_loop(self, rate: float) -> None:
