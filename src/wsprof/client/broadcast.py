@@ -60,6 +60,8 @@ CONNECT_TIMEOUT_S = 10.0
 #: busy 2-core machine opens fewer than 100 sessions/s.
 CONNECT_S_PER_CONNECTION = 0.03
 CLOSE_TIMEOUT_S = 2.0
+#: Closing handshake time allowed per connection on top of CLOSE_TIMEOUT_S.
+CLOSE_S_PER_CONNECTION = 0.005
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,11 @@ class BroadcastConfig:
     def connect_timeout(self) -> float:
         """How long opening every connection may take before the run fails."""
         return CONNECT_TIMEOUT_S + CONNECT_S_PER_CONNECTION * self.recipients
+
+    @property
+    def close_timeout(self) -> float:
+        """How long the closing handshakes may take before they count as close_timeout."""
+        return CLOSE_TIMEOUT_S + CLOSE_S_PER_CONNECTION * self.recipients
 
     def window_mark(self, mark: str) -> None:
         if self.on_window is not None:

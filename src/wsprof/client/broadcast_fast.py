@@ -56,6 +56,7 @@ def run(config: BroadcastConfig) -> BroadcastResult:
             duration=config.duration,
             drain=config.drain_s,
             connect_timeout=config.connect_timeout,
+            close_timeout=config.close_timeout,
             on_window=config.on_window,
         )
     except OSError as exc:

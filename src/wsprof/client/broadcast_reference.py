@@ -15,7 +15,6 @@ from typing import Any, cast
 
 from wsprof.client.base import LoadError, ensure_fd_limit, parse_url
 from wsprof.client.broadcast import (
-    CLOSE_TIMEOUT_S,
     BroadcastConfig,
     BroadcastResult,
     finish,
@@ -312,7 +311,7 @@ class _Run:
                 conn.send(OP_CLOSE, close_payload(1000))
         pending = [c.closed for c in self.conns if not c.closed.done()]
         if pending:
-            _, late = await asyncio.wait(pending, timeout=CLOSE_TIMEOUT_S)
+            _, late = await asyncio.wait(pending, timeout=self.config.close_timeout)
             self.errors["close_timeout"] = self.errors.get("close_timeout", 0) + len(late)
         for conn in self.conns:
             conn.abort()
