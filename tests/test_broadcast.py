@@ -7,6 +7,12 @@ purpose (tests/servers.py) is counted exactly.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -173,3 +179,55 @@ def test_nothing_valid_is_one_line(client: str) -> None:
         run(client, f"ws://127.0.0.1:{port}/ws", recipients=2, duration=0.4, drain_s=0.2)
     assert "\n" not in str(info.value)
     assert "malformed_body" in str(info.value)
+
+
+# -- wsprof load --workload broadcast ---------------------------------------------------------
+
+
+def _wsprof_load(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wsprof", "load", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_writes_the_broadcast_fields(tmp_path: Path) -> None:
+    out = tmp_path / "b.json"
+    with stack("socketio-asgi", handler="broadcast") as server:
+        done = _wsprof_load(
+            f"ws://127.0.0.1:{server.port}{SIO_PATH}",
+            "--workload=broadcast",
+            "--mode=socketio",
+            "--recipients=10",
+            "--senders=2",
+            "--payload-bytes=100",
+            "--duration=1",
+            "--warmup=0.2",
+            "--json",
+            str(out),
+        )
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(out.read_text())
+    fields = {f.name for f in dataclasses.fields(BroadcastResult)}
+    assert fields | {"deliveries_per_s", "latency_us", "recipients", "complete"} <= set(doc)
+    assert doc["deliveries"] == doc["broadcasts"] * 10 > 0
+    assert doc["complete"] is True
+    assert "deliveries/s" in done.stdout
+
+
+def test_cli_fails_in_one_line_on_an_echo_server() -> None:
+    with stack("starlette-raw") as server:
+        done = _wsprof_load(
+            f"ws://127.0.0.1:{server.port}{RAW_PATH}",
+            "--workload=broadcast",
+            "--recipients=3",
+            "--rate=50",
+            "--duration=0.5",
+            "--warmup=0",
+            "--drain=0.2",
+        )
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "missing" in done.stderr
