@@ -37,7 +37,7 @@ from wsprof._session cimport SIO_ENDED, SIO_EVENT, SIO_PING, sio_kind, starts_wi
 from wsprof._setup cimport Setup
 
 from wsprof.client.base import LoadError
-from wsprof.client.broadcast import ERROR_KINDS
+from wsprof.client.broadcast_base import ERROR_KINDS
 from wsprof.protocol.socketio import event_key
 from wsprof.protocol.websocket import frame_error
 

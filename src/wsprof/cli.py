@@ -279,36 +279,18 @@ def _add_broadcast_options(load: Any) -> None:
     group = load.add_argument_group(
         "broadcast workload",
         "--workload broadcast: every connection joins one room (the server runs "
-        "handler=broadcast), the first --senders send broadcasts and every recipient must "
-        "get each exactly once; --in-flight / --rate pace the broadcasts (per sender / total)",
+        "handler=broadcast), the first --senders send and every recipient must get each "
+        "broadcast exactly once; --in-flight (per sender) / --rate (total) pace them",
     )
-    group.add_argument(
-        "--workload",
-        choices=("echo", "broadcast"),
-        default="echo",
-        help="echo: round trips (default); broadcast: deliveries to a room",
-    )
-    group.add_argument(
-        "--recipients",
-        type=positive_int,
-        default=d["recipients"],
-        metavar="N",
-        help="connections in the room (default %(default)s)",
-    )
-    group.add_argument(
-        "--senders",
-        type=positive_int,
-        default=d["senders"],
-        metavar="N",
-        help="connections that also send (default %(default)s)",
-    )
-    group.add_argument(
-        "--payload-bytes",
-        type=positive_int,
-        default=d["payload_bytes"],
-        metavar="B",
-        help="broadcast body size, at least 16 (default %(default)s)",
-    )
+    group.add_argument("--workload", choices=("echo", "broadcast"), default="echo")
+    for flag, key, what in (
+        ("--recipients", "recipients", "connections in the room"),
+        ("--senders", "senders", "connections that also send"),
+        ("--payload-bytes", "payload_bytes", "broadcast body size, at least 16"),
+    ):
+        group.add_argument(
+            flag, type=positive_int, default=d[key], metavar="N", help=f"{what} (default {d[key]})"
+        )
     group.add_argument(
         "--drain",
         type=non_negative_float,

@@ -6,7 +6,7 @@ from typing import Any
 
 from wsprof import fastpath
 from wsprof.client.base import LoadError, ensure_fd_limit, parse_url
-from wsprof.client.broadcast import (
+from wsprof.client.broadcast_base import (
     BroadcastConfig,
     BroadcastResult,
     finish,

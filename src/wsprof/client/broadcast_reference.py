@@ -14,7 +14,7 @@ import time
 from typing import Any, cast
 
 from wsprof.client.base import LoadError, ensure_fd_limit, parse_url
-from wsprof.client.broadcast import (
+from wsprof.client.broadcast_base import (
     BroadcastConfig,
     BroadcastResult,
     finish,
