@@ -145,7 +145,7 @@ STACKS: dict[str, Stack] = {
             "fastapi",
             "raw",
             "FastAPI WebSocket route on uvicorn (uvicorn --workers N with workers=N), echo",
-            {"loop": LOOP, "ws": UVICORN_WS, "workers": WORKERS},
+            {"loop": LOOP, "ws": UVICORN_WS, "workers": WORKERS, "handler": HANDLER},
         ),
         Stack(
             "flask-socketio-eventlet",
