@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from servers import faulty_broadcast, raw_server, stack
 
 from wsprof.client import broadcast
 from wsprof.client.base import CLIENTS, LoadError
+from wsprof.client.bench import CEILING_RECIPIENTS, broadcast_ceiling, echo_server
 from wsprof.client.broadcast import BroadcastConfig, BroadcastResult
 from wsprof.errors import WsprofError
 from wsprof.protocol import broadcast as body
@@ -231,3 +234,33 @@ def test_cli_fails_in_one_line_on_an_echo_server() -> None:
     assert done.returncode == 1
     assert len(done.stderr.strip().splitlines()) == 1
     assert "missing" in done.stderr
+
+
+def test_ctrl_c_ends_a_long_fast_broadcast_run() -> None:
+    """SIGINT during a 15 s window against the C fan-out server: the loop ends at once."""
+    with echo_server(None, max_seconds=60, broadcast=True) as port:
+        code = (
+            "from wsprof.client import broadcast; "
+            f"broadcast.run(broadcast.BroadcastConfig('ws://127.0.0.1:{port}/', recipients=50, "
+            "duration=15))"
+        )
+        proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        assert proc.poll() is None, "the run ended before the signal"
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=5)
+        finally:
+            proc.kill()
+        assert time.monotonic() - sent < 5
+    assert proc.returncode != 0
+    assert "KeyboardInterrupt" in err
+
+
+def test_client_bench_ceiling_row_counts_every_delivery() -> None:
+    row = broadcast_ceiling(None, None, repeats=1, duration=0.5)
+    assert row["recipients"] == CEILING_RECIPIENTS
+    assert row["missing"] == 0 and row["duplicates"] == 0 and row["errors"] == {}
+    assert row["deliveries_per_s"] > 0
+    assert row["capacity_deliveries_per_s"] >= row["deliveries_per_s"]

@@ -93,16 +93,26 @@ def test_stack_names_and_defaults() -> None:
         "quart-socketio",
     ]
     assert validate_options("socketio-asgi", {}) == {
+        "handler": "echo",
         "loop": "uvloop",
         "ws": "websockets",
         "serializer": "json",
         "ping_interval": "25",
         "ping_timeout": "20",
     }
-    assert validate_options("websockets-raw", {"loop": "asyncio"}) == {"loop": "asyncio"}
-    assert validate_options("fastapi", {}) == {"loop": "uvloop", "ws": "websockets", "workers": "1"}
+    assert validate_options("websockets-raw", {"loop": "asyncio"}) == {
+        "loop": "asyncio",
+        "handler": "echo",
+    }
+    assert validate_options("fastapi", {}) == {
+        "loop": "uvloop",
+        "ws": "websockets",
+        "workers": "1",
+        "handler": "echo",
+    }
     assert validate_options("quart-socketio", {})["server"] == "uvicorn"
     assert set(validate_options("flask-socketio-gevent", {})) == {
+        "handler",
         "serializer",
         "ping_interval",
         "ping_timeout",
@@ -119,7 +129,9 @@ def test_bad_stack_and_options_name_the_valid_values() -> None:
         match=r"stack 'socketio-asgi': option 'serializer' must be one of json, orjson, msgpack, not 'yaml'",
     ):
         validate_options("socketio-asgi", {"serializer": "yaml"})
-    with pytest.raises(StackOptionError, match=r"unknown option 'serializer' \(valid: loop, ws\)"):
+    with pytest.raises(
+        StackOptionError, match=r"unknown option 'serializer' \(valid: loop, ws, handler\)"
+    ):
         validate_options("starlette-raw", {"serializer": "json"})
     with pytest.raises(ValueError, match=r"ping_interval.*whole number"):
         validate_options("socketio-gevent", {"ping_interval": "0.5"})
