@@ -166,7 +166,7 @@ def test_an_echo_server_counts_missing(client: str) -> None:
 
 
 def test_nothing_valid_is_one_line(client: str) -> None:
-    async def garbage(reader, writer, key):  # type: ignore[no-untyped-def]
+    async def garbage(reader, writer, key):
         from servers import accept
 
         from wsprof.protocol import websocket as ws
@@ -264,3 +264,13 @@ def test_client_bench_ceiling_row_counts_every_delivery() -> None:
     assert row["missing"] == 0 and row["duplicates"] == 0 and row["errors"] == {}
     assert row["deliveries_per_s"] > 0
     assert row["capacity_deliveries_per_s"] >= row["deliveries_per_s"]
+
+
+def test_msgpack_runs_on_the_reference_client_only() -> None:
+    with stack("socketio-asgi", handler="broadcast", serializer="msgpack") as server:
+        url = f"ws://127.0.0.1:{server.port}{SIO_PATH}"
+        result = run("reference", url, mode="socketio", serializer="msgpack", recipients=10)
+        with pytest.raises(WsprofError, match="--client reference"):
+            run("fast", url, mode="socketio", serializer="msgpack", recipients=10)
+    assert result.deliveries == result.broadcasts * 10 > 0
+    assert result.missing == 0 and result.duplicates == 0
