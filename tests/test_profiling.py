@@ -114,6 +114,7 @@ def test_every_default_layer_from_hand_written_stacks() -> None:
         "json": 3 + 47,
         "socketio-framing": 5,
         "socketio-dispatch": 7,
+        "broker": 53,
         "websocket-protocol": 11 + 13,
         "server-framework": 17,
         "event-loop": 19,
