@@ -178,7 +178,7 @@ def subscribed(url: str) -> Iterator[list[dict[str, object]]]:
 
 
 @needs_redis
-@pytest.mark.parametrize("stack", ["socketio-asgi", "socketio-eventlet", "socketio-gevent"])
+@pytest.mark.parametrize("stack", SOCKETIO_STACKS)
 def test_a_redis_managed_stack_still_echoes_through_the_broker(stack: str) -> None:
     with redis_broker() as broker, subscribed(broker.url) as published:
         options = {"manager": "redis", "redis_url": broker.url}
