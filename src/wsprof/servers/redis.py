@@ -65,6 +65,9 @@ class RedisServer(ServerProcess):
             before = redis.cpu_seconds()
             ...servers with redis_url=redis.url...
             broker_cpu = redis.cpu_seconds() - before
+
+    The kernel ends it when the *thread* that started it exits (PR_SET_PDEATHSIG):
+    start it from a thread that outlives it, as the main thread does.
     """
 
     def __init__(self, *, cpu: int | None = None, startup_timeout: float = 10.0) -> None:
