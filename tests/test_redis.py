@@ -178,22 +178,37 @@ def subscribed(url: str) -> Iterator[list[dict[str, object]]]:
 
 
 @needs_redis
-@pytest.mark.parametrize("stack", SOCKETIO_STACKS)
-def test_a_redis_managed_stack_still_echoes_through_the_broker(stack: str) -> None:
+@pytest.mark.parametrize(
+    ("stack", "serializer"),
+    [(name, "json") for name in SOCKETIO_STACKS]
+    + [
+        ("socketio-asgi", "msgpack"),
+        ("socketio-eventlet", "msgpack"),
+        ("socketio-gevent", "orjson"),
+    ],
+)
+def test_a_redis_managed_stack_still_echoes_through_the_broker(stack: str, serializer: str) -> None:
+    """Both load clients, text and binary (queue messages carry attachments as base64)."""
     with redis_broker() as broker, subscribed(broker.url) as published:
-        options = {"manager": "redis", "redis_url": broker.url}
+        options = {"manager": "redis", "redis_url": broker.url, "serializer": serializer}
         with ServerProcess(stack, options) as server:
-            for client in CLIENTS:
+            for client, payload in [*((c, "small") for c in CLIENTS), ("fast", "binary")]:
                 config = LoadConfig(
-                    server.url, mode="socketio", connections=4, duration=0.5, warmup=0.0
+                    server.url,
+                    mode="socketio",
+                    serializer="msgpack" if serializer == "msgpack" else "json",
+                    connections=4,
+                    duration=0.5,
+                    warmup=0.0,
+                    payload=payload,
                 )
                 result = run_load(config, client=client)
-                assert result.errors == {}, (client, result.errors)
-                assert result.messages >= 10, (client, result.messages)
+                assert result.errors == {}, (client, payload, result.errors)
+                assert result.messages >= 10, (client, payload, result.messages)
             server.check_alive()
             broker.check_alive()
     emits = [m for m in published if m.get("method") == "emit" and m.get("event") == "echo"]
-    assert len(emits) >= 20  # every echo went through the queue, not only the local room
+    assert len(emits) >= 30  # every echo went through the queue, not only the local room
 
 
 @contextmanager
