@@ -111,6 +111,19 @@ def test_redis_server_death_mid_run_names_its_log_tail() -> None:
 
 
 @needs_redis
+def test_a_redis_server_that_will_not_start_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    command = RedisServer.command
+    monkeypatch.setattr(RedisServer, "command", lambda self: [*command(self), "--no-such", "1"])
+    broker = RedisServer()
+    with pytest.raises(ServerFailed) as info:
+        broker.start()
+    message = str(info.value)
+    assert "\n" not in message
+    assert "exited before it was ready" in message and "no-such" in message
+    assert wait_gone([broker.pid], timeout=1.0) == []
+
+
+@needs_redis
 def test_redis_server_dies_with_wsprof_even_on_sigkill() -> None:
     script = textwrap.dedent(
         """
