@@ -95,6 +95,20 @@ def claim_run_dir(parent: Path, run_id: str) -> Path:
     raise WsprofError(f"{printable(str(parent))}: no free run directory for {run_id}")
 
 
+def _profile_settings(plan: LoadPlan, rate_hz: int | None, native: bool) -> tuple[int, float]:
+    """Sampling rate and profiled window: the scenario's, or with --native the native defaults.
+
+    Native samples pause the server, so unless a rate is given it is the low native rate and
+    the window long enough for >= 2,000 samples at it (never shorter than the scenario's).
+    """
+    from wsprof.profiling.pyspy import NATIVE_RATE_HZ, native_window_s
+
+    if not native:
+        return rate_hz or plan.profile_rate_hz, plan.profile_window_s
+    rate = rate_hz or NATIVE_RATE_HZ
+    return rate, max(plan.profile_window_s, native_window_s(rate))
+
+
 def _pinning() -> tuple[int | None, list[int] | None]:
     """Server on one core, client on another, when there are two or more."""
     cores = sorted(os.sched_getaffinity(0))
@@ -176,8 +190,8 @@ class ScenarioRunner:
         plan = scenario.plan(quick)
         self.plan: LoadPlan = plan if repeats is None else replace(plan, repeats=repeats)
         self.profile = profile
-        self.rate_hz = rate_hz or self.plan.profile_rate_hz
         self.native = native
+        self.rate_hz, self.profile_window_s = _profile_settings(self.plan, rate_hz, native)
         self.rules = rules
         self.on_progress = on_progress
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -357,6 +371,8 @@ class ScenarioRunner:
         # py-spy runs --nonblocking (it reads the server's memory without pausing it:
         # a paused server loses throughput, which would be the profiler's, not the
         # stack's), started from the client's thread so it shares the client's core.
+        # --native cannot: py-spy pauses the server per sample, so it runs at a lower
+        # rate over a longer window (_profile_settings) and the overhead is reported.
         pyspy = self._pyspy
         server = run.server
         assert server is not None and pyspy is not None
@@ -369,10 +385,10 @@ class ScenarioRunner:
                     pyspy.Recorder(
                         server.pid,
                         folded,
-                        duration=self.plan.profile_window_s,
+                        duration=self.profile_window_s,
                         rate=self.rate_hz,
                         native=self.native,
-                        nonblocking=True,
+                        nonblocking=not self.native,
                         # Worker trees (gunicorn, uvicorn --workers) work in children; and
                         # without it py-spy writes a sample with no frames as a bare " N" line.
                         subprocesses=True,
@@ -380,7 +396,7 @@ class ScenarioRunner:
                 )
 
         try:
-            run.profiled = self._window(run, "profile", self.plan.profile_window_s, None, on_mark)
+            run.profiled = self._window(run, "profile", self.profile_window_s, None, on_mark)
             for recorder in recorders:
                 recorder.wait()
             run.folded = folded
@@ -433,7 +449,7 @@ class ScenarioRunner:
             for duration, window_rate in (
                 (plan.capacity_window_s, None),
                 (plan.latency_window_s, rate),
-                (plan.profile_window_s, None),
+                (self.profile_window_s, None),
             ):
                 LoadConfig(
                     url="ws://127.0.0.1:1/",
