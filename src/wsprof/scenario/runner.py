@@ -328,7 +328,11 @@ class ScenarioRunner:
                 self._advance(f"capacity {run.variant.name} ({r + 1}/{self.plan.repeats})")
                 self._guarded(run, self._capacity_window)
                 if last and self._pyspy is not None:
-                    self._advance(f"profiling {run.variant.name} (py-spy at {self.rate_hz} Hz)")
+                    mode = ", native: blocking" if self.native else ""
+                    self._advance(
+                        f"profiling {run.variant.name} (py-spy at {self.rate_hz} Hz{mode}, "
+                        f"{self.profile_window_s:g} s)"
+                    )
                     self._guarded(run, self._profile_one)
 
     def _choose_rate(self) -> None:
