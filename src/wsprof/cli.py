@@ -448,7 +448,7 @@ def _native_help(what: str) -> str:
     return (
         "sample C frames too (py-spy --native): kernel calls, uvloop, the C json encoder. py-spy "
         "reads native stacks only by pausing the server (blocking mode, ~2 ms per sample: "
-        f"~20% of its throughput at 100 Hz, <= 5% at {NATIVE_RATE_HZ} Hz), so the default rate "
+        f"~20%% of its throughput at 100 Hz, <= 5%% at {NATIVE_RATE_HZ} Hz), so the default rate "
         f"drops to {NATIVE_RATE_HZ} Hz, py-spy runs on the server's CPUs, and the {what} grows to "
         f"ceil({NATIVE_MIN_SAMPLES} / rate) s + {NATIVE_WINDOW_MARGIN_S:g} s "
         f"({native_window_s(NATIVE_RATE_HZ):g} s) for >= {NATIVE_MIN_SAMPLES:,} samples"
