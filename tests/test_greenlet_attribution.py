@@ -38,6 +38,9 @@ HUB_FRAMES = [
     "loop.run (gevent/libev/corecext.pyx:700)",
     "ev_run (gevent/libev/ev.c:3900)",
     "ev_invoke_pending (ev.c:3500)",
+    # timeouts are timers on the hub
+    "Timeout.start (gevent/timeout.py:245)",
+    "Timeout.start (eventlet/timeout.py:69)",
 ]
 
 SWITCH_FRAMES = [
@@ -54,6 +57,10 @@ SWITCH_FRAMES = [
     "Greenlet.start (gevent/greenlet.py:700)",
     "greenlet::UserGreenlet::g_switch (greenlet/TUserGreenlet.cpp:185)",
     "slp_switch (greenlet/platform/switch_amd64_unix.h:60)",
+    "greenlet::PythonState::did_finish (greenlet/TPythonState.cpp:597)",
+    # gevent's Cython-compiled greenlet/queue modules as py-spy --native prints them
+    "run (gevent/_gevent_cgreenlet.cpython-311-x86_64-linux-gnu.so)",
+    "Queue__put (gevent/_gevent_cqueue.cpython-311-x86_64-linux-gnu.so)",
 ]
 
 
