@@ -376,7 +376,8 @@ class ScenarioRunner:
         # a paused server loses throughput, which would be the profiler's, not the
         # stack's), started from the client's thread so it shares the client's core.
         # --native cannot: py-spy pauses the server per sample, so it runs at a lower
-        # rate over a longer window (_profile_settings) and the overhead is reported.
+        # rate over a longer window (_profile_settings), on the server's own core (idle
+        # while paused), and the overhead is reported as for every profiled window.
         pyspy = self._pyspy
         server = run.server
         assert server is not None and pyspy is not None
