@@ -8,6 +8,8 @@ profiles a real uvloop server under load with ``wsprof profile --native``.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -27,6 +29,7 @@ from wsprof.profiling.pyspy import (
     NATIVE_MIN_SAMPLES,
     NATIVE_RATE_HZ,
     Recorder,
+    _on_cpus_of,
     native_window_s,
 )
 from wsprof.scenario.files import LoadPlan
@@ -143,3 +146,25 @@ def test_profile_native_records_a_uvloop_server_under_load(tmp_path: Path) -> No
     # on uvloop, the kernel calls and the C loop are where a raw echo server's time goes
     native_share = a.layers["kernel-io"].share + a.layers["event-loop"].share
     assert native_share >= 0.25, {k: v.share for k, v in a.layers.items()}
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity")
+def test_native_py_spy_runs_on_the_targets_cpus() -> None:
+    """Blocking mode: py-spy unwinds while the target is stopped, so it runs on its core."""
+    cpu = max(os.sched_getaffinity(0))
+    target = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)"],
+        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+    )
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
+            preexec_fn=_on_cpus_of(target.pid, lambda: None),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        target.kill()
+        target.wait(timeout=10)
+    assert probe.stdout.strip() == f"[{cpu}]"

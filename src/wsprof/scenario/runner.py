@@ -191,7 +191,8 @@ class ScenarioRunner:
         self.plan: LoadPlan = plan if repeats is None else replace(plan, repeats=repeats)
         self.profile = profile
         self.native = native
-        self.rate_hz, self.profile_window_s = _profile_settings(self.plan, rate_hz, native)
+        self.rate_hz, window = _profile_settings(self.plan, rate_hz, native)
+        self.plan = replace(self.plan, profile_window_s=window)  # the record says what ran
         self.rules = rules
         self.on_progress = on_progress
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -331,7 +332,7 @@ class ScenarioRunner:
                     mode = ", native: blocking" if self.native else ""
                     self._advance(
                         f"profiling {run.variant.name} (py-spy at {self.rate_hz} Hz{mode}, "
-                        f"{self.profile_window_s:g} s)"
+                        f"{self.plan.profile_window_s:g} s)"
                     )
                     self._guarded(run, self._profile_one)
 
@@ -390,7 +391,7 @@ class ScenarioRunner:
                     pyspy.Recorder(
                         server.pid,
                         folded,
-                        duration=self.profile_window_s,
+                        duration=self.plan.profile_window_s,
                         rate=self.rate_hz,
                         native=self.native,
                         nonblocking=not self.native,
@@ -401,7 +402,7 @@ class ScenarioRunner:
                 )
 
         try:
-            run.profiled = self._window(run, "profile", self.profile_window_s, None, on_mark)
+            run.profiled = self._window(run, "profile", self.plan.profile_window_s, None, on_mark)
             for recorder in recorders:
                 recorder.wait()
             run.folded = folded
@@ -454,7 +455,7 @@ class ScenarioRunner:
             for duration, window_rate in (
                 (plan.capacity_window_s, None),
                 (plan.latency_window_s, rate),
-                (self.profile_window_s, None),
+                (plan.profile_window_s, None),
             ):
                 LoadConfig(
                     url="ws://127.0.0.1:1/",
