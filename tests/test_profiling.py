@@ -118,6 +118,7 @@ def test_every_default_layer_from_hand_written_stacks() -> None:
         "websocket-protocol": 11 + 13,
         "server-framework": 17,
         "event-loop": 19,
+        "greenlet-hub": 53,
         "greenlet-switching": 23,
         "kernel-io": 29 + 31,
         "application": 37,

@@ -10,7 +10,13 @@ from wsprof.errors import MeasurementError
 from wsprof.profiling.attribute import attribute, no_samples_reason
 from wsprof.profiling.folded import processes, read_folded
 from wsprof.profiling.layers import load_rules
-from wsprof.profiling.pyspy import check_target, record
+from wsprof.profiling.pyspy import (
+    DEFAULT_RATE_HZ,
+    NATIVE_RATE_HZ,
+    check_target,
+    native_window_s,
+    record,
+)
 from wsprof.report.attribution import attribution_table, printable
 from wsprof.report.console import make_console, note
 from wsprof.report.jsonout import check_json_target, write_json
@@ -39,6 +45,14 @@ def _describe(pid: int, procs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _rate_and_window(args: argparse.Namespace) -> tuple[int, float]:
+    """The rate and duration asked for, else the defaults of the mode (native: low and long)."""
+    if not args.native:
+        return args.rate_hz or DEFAULT_RATE_HZ, args.duration or 10.0
+    rate = args.rate_hz or NATIVE_RATE_HZ
+    return rate, args.duration or native_window_s(rate)
+
+
 def run(args: argparse.Namespace) -> int:
     """Write folded, SVG and speedscope files under ``--out``, print the layers, maybe JSON."""
     check_target(args.pid)
@@ -53,25 +67,28 @@ def run(args: argparse.Namespace) -> int:
         raise MeasurementError(
             f"cannot write profile output in {args.out}: {exc.strerror or exc}"
         ) from exc
-    # --nonblocking: never pause a server someone depends on to read its stacks.
+    rate, duration = _rate_and_window(args)
+    # --nonblocking: never pause a server someone depends on to read its stacks; py-spy reads
+    # native stacks only by pausing, so --native records in blocking mode at a low rate.
     rec = record(
         args.pid,
         args.out / f"pid{args.pid}.folded",
-        args.duration,
-        rate=args.rate_hz,
+        duration,
+        rate=rate,
         native=args.native,
         idle=args.idle,
-        nonblocking=True,
+        nonblocking=not args.native,
     )
     stacks = read_folded(rec.path)
     procs = _profiled(args.pid, processes(stacks))
     result = attribute(stacks, rules, idle=args.idle)
     if (reason := no_samples_reason(result)) is not None:
         raise MeasurementError(
-            f"PID {args.pid}: {reason} in {args.duration:g} s (recording kept in {rec.path}); "
+            f"PID {args.pid}: {reason} in {duration:g} s (recording kept in {rec.path}); "
             "is the server under load?"
         )
-    title = f"wsprof: PID {args.pid}, {args.duration:g} s at {args.rate_hz} Hz"
+    mode = ", native (blocking)" if args.native else ""
+    title = f"wsprof: PID {args.pid}, {duration:g} s at {rate} Hz{mode}"
     files = write_profile_artifacts(stacks, rec.path, title=title, rules=rules)
     page = write_profile_report(
         {**result.to_json(), "env": environment()}, stacks, rec.path, title=title, rules=rules
@@ -87,8 +104,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         target = {
             "pid": args.pid,
-            "duration_s": args.duration,
-            "rate_hz": args.rate_hz,
+            "duration_s": duration,
+            "rate_hz": rate,
+            "native": args.native,
             "processes": procs,
         }
         write_json(args.json, {**result.to_json(), "target": target, "env": environment()})

@@ -95,6 +95,20 @@ def claim_run_dir(parent: Path, run_id: str) -> Path:
     raise WsprofError(f"{printable(str(parent))}: no free run directory for {run_id}")
 
 
+def _profile_settings(plan: LoadPlan, rate_hz: int | None, native: bool) -> tuple[int, float]:
+    """Sampling rate and profiled window: the scenario's, or with --native the native defaults.
+
+    Native samples pause the server, so unless a rate is given it is the low native rate and
+    the window long enough for >= 2,000 samples at it (never shorter than the scenario's).
+    """
+    from wsprof.profiling.pyspy import NATIVE_RATE_HZ, native_window_s
+
+    if not native:
+        return rate_hz or plan.profile_rate_hz, plan.profile_window_s
+    rate = rate_hz or NATIVE_RATE_HZ
+    return rate, max(plan.profile_window_s, native_window_s(rate))
+
+
 def _pinning() -> tuple[int | None, list[int] | None]:
     """Server on one core, client on another, when there are two or more."""
     cores = sorted(os.sched_getaffinity(0))
@@ -176,8 +190,9 @@ class ScenarioRunner:
         plan = scenario.plan(quick)
         self.plan: LoadPlan = plan if repeats is None else replace(plan, repeats=repeats)
         self.profile = profile
-        self.rate_hz = rate_hz or self.plan.profile_rate_hz
         self.native = native
+        self.rate_hz, window = _profile_settings(self.plan, rate_hz, native)
+        self.plan = replace(self.plan, profile_window_s=window)  # the record says what ran
         self.rules = rules
         self.on_progress = on_progress
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -314,7 +329,11 @@ class ScenarioRunner:
                 self._advance(f"capacity {run.variant.name} ({r + 1}/{self.plan.repeats})")
                 self._guarded(run, self._capacity_window)
                 if last and self._pyspy is not None:
-                    self._advance(f"profiling {run.variant.name} (py-spy at {self.rate_hz} Hz)")
+                    mode = ", native: blocking" if self.native else ""
+                    self._advance(
+                        f"profiling {run.variant.name} (py-spy at {self.rate_hz} Hz{mode}, "
+                        f"{self.plan.profile_window_s:g} s)"
+                    )
                     self._guarded(run, self._profile_one)
 
     def _choose_rate(self) -> None:
@@ -357,6 +376,9 @@ class ScenarioRunner:
         # py-spy runs --nonblocking (it reads the server's memory without pausing it:
         # a paused server loses throughput, which would be the profiler's, not the
         # stack's), started from the client's thread so it shares the client's core.
+        # --native cannot: py-spy pauses the server per sample, so it runs at a lower
+        # rate over a longer window (_profile_settings), on the server's own core (idle
+        # while paused), and the overhead is reported as for every profiled window.
         pyspy = self._pyspy
         server = run.server
         assert server is not None and pyspy is not None
@@ -372,7 +394,7 @@ class ScenarioRunner:
                         duration=self.plan.profile_window_s,
                         rate=self.rate_hz,
                         native=self.native,
-                        nonblocking=True,
+                        nonblocking=not self.native,
                         # Worker trees (gunicorn, uvicorn --workers) work in children; and
                         # without it py-spy writes a sample with no frames as a bare " N" line.
                         subprocesses=True,
