@@ -7,14 +7,20 @@ from typing import Any
 
 from wsprof.env import environment
 from wsprof.errors import MeasurementError
-from wsprof.profiling.attribute import attribute, no_samples_reason
-from wsprof.profiling.folded import processes, read_folded
+from wsprof.profiling.attribute import (
+    attribute,
+    no_samples_reason,
+    sampling_check,
+    with_proc_split,
+)
+from wsprof.profiling.folded import processes, read_folded, total_samples
 from wsprof.profiling.layers import load_rules
-from wsprof.profiling.pyspy import check_target, record
-from wsprof.report.attribution import attribution_table, printable
+from wsprof.profiling.pyspy import Recorder, Recording, check_target
+from wsprof.report.attribution import attribution_table, printable, sampling_line
 from wsprof.report.console import make_console, note
 from wsprof.report.jsonout import check_json_target, write_json
 from wsprof.report.outputs import write_profile_artifacts, write_profile_report
+from wsprof.servers.launcher import tree_cpu_split
 
 _CMDLINE_SHOWN = 120
 
@@ -39,6 +45,29 @@ def _describe(pid: int, procs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _record_with_split(args: argparse.Namespace, out: Any) -> tuple[Recording, tuple[float, float]]:
+    """py-spy's recording and the tree's (user, system) seconds over the same window."""
+    seen: dict[tuple[int, int], tuple[int, int]] = {}
+    # --nonblocking: never pause a server someone depends on to read its stacks.
+    recorder = Recorder(
+        args.pid,
+        out,
+        args.duration,
+        rate=args.rate_hz,
+        native=args.native,
+        idle=args.idle,
+        nonblocking=True,
+    )
+    try:
+        recorder.start()
+        user0, system0 = tree_cpu_split(args.pid, seen)
+        rec = recorder.wait()
+        user1, system1 = tree_cpu_split(args.pid, seen)
+    finally:
+        recorder.stop()
+    return rec, (user1 - user0, system1 - system0)
+
+
 def run(args: argparse.Namespace) -> int:
     """Write folded, SVG and speedscope files under ``--out``, print the layers, maybe JSON."""
     check_target(args.pid)
@@ -53,24 +82,19 @@ def run(args: argparse.Namespace) -> int:
         raise MeasurementError(
             f"cannot write profile output in {args.out}: {exc.strerror or exc}"
         ) from exc
-    # --nonblocking: never pause a server someone depends on to read its stacks.
-    rec = record(
-        args.pid,
-        args.out / f"pid{args.pid}.folded",
-        args.duration,
-        rate=args.rate_hz,
-        native=args.native,
-        idle=args.idle,
-        nonblocking=True,
-    )
+    rec, (user_s, system_s) = _record_with_split(args, args.out / f"pid{args.pid}.folded")
     stacks = read_folded(rec.path)
     procs = _profiled(args.pid, processes(stacks))
     result = attribute(stacks, rules, idle=args.idle)
+    check = sampling_check(
+        args.rate_hz * args.duration * len(procs), total_samples(stacks), rec.samples, rec.errors
+    )
     if (reason := no_samples_reason(result)) is not None:
         raise MeasurementError(
             f"PID {args.pid}: {reason} in {args.duration:g} s (recording kept in {rec.path}); "
             "is the server under load?"
         )
+    result = with_proc_split(result, user_s, system_s, native=args.native)
     title = f"wsprof: PID {args.pid}, {args.duration:g} s at {args.rate_hz} Hz"
     files = write_profile_artifacts(stacks, rec.path, title=title, rules=rules)
     page = write_profile_report(
@@ -79,6 +103,11 @@ def run(args: argparse.Namespace) -> int:
     console = make_console()
     console.print(_describe(args.pid, procs), markup=False, highlight=False)
     console.print(attribution_table(result, title=f"layers of PID {args.pid}"))
+    console.print(
+        sampling_line(check, user_s, system_s, result.total_samples),
+        markup=False,
+        highlight=False,
+    )
     console.print(
         f"wrote {files.folded}, {files.svg}, {files.speedscope}, {page}",
         markup=False,
@@ -90,6 +119,11 @@ def run(args: argparse.Namespace) -> int:
             "duration_s": args.duration,
             "rate_hz": args.rate_hz,
             "processes": procs,
+            "server_user_s": user_s,
+            "server_system_s": system_s,
         }
-        write_json(args.json, {**result.to_json(), "target": target, "env": environment()})
+        write_json(
+            args.json,
+            {**result.to_json(), "sampling": check, "target": target, "env": environment()},
+        )
     return 0

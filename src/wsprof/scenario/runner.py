@@ -217,9 +217,11 @@ class ScenarioRunner:
         server = run.server
         assert server is not None
         marks: dict[str, float] = {}
+        splits: dict[str, tuple[float, float]] = {}
 
         def mark(name: str) -> None:
             marks[name] = server.cpu_seconds()
+            splits[name] = server.cpu_split()
             if on_mark is not None:
                 on_mark(name)
 
@@ -254,6 +256,8 @@ class ScenarioRunner:
             errors=result.errors,
             histogram=result.histogram,
             other_cpu_cores=other_cpu_cores,
+            server_user_s=splits["end"][0] - splits["start"][0],
+            server_system_s=splits["end"][1] - splits["start"][1],
         )
 
     def _capacity_window(self, run: LiveVariant) -> None:
