@@ -16,7 +16,7 @@ from wsprof.profiling.attribute import (
 from wsprof.profiling.folded import processes, read_folded, total_samples
 from wsprof.profiling.layers import load_rules
 from wsprof.profiling.pyspy import Recorder, Recording, check_target
-from wsprof.report.attribution import attribution_table, printable, sampling_line
+from wsprof.report.attribution import attribution_table, kernel_io_note, printable, sampling_line
 from wsprof.report.console import make_console, note
 from wsprof.report.jsonout import check_json_target, write_json
 from wsprof.report.outputs import write_profile_artifacts, write_profile_report
@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     console = make_console()
     console.print(_describe(args.pid, procs), markup=False, highlight=False)
     console.print(attribution_table(result, title=f"layers of PID {args.pid}"))
+    console.print(kernel_io_note(result), markup=False, highlight=False)
     console.print(
         sampling_line(check, user_s, system_s, result.total_samples),
         markup=False,

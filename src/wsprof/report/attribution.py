@@ -9,7 +9,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from wsprof.profiling.attribute import (
-    KERNEL_IO_WHY,
+    APPORTIONED,
+    NATIVE_SAMPLES,
     UNMEASURED,
     Attribution,
     LayerShare,
@@ -34,13 +35,21 @@ def _share(ls: LayerShare) -> str:
     return share_text(ls.share, ls.ci95)
 
 
+_SHORT_WHY = {
+    APPORTIONED: "without --native py-spy cannot see syscalls (they sit under the Python frame "
+    "that made them), so kernel-io = the /proc system share and the other layers are scaled "
+    "to fit (assumes system time spreads over them by their samples)",
+    NATIVE_SAMPLES: "native frames see the syscalls; the /proc share is the check",
+    UNMEASURED: "samples only, no /proc split known: without --native, system time stays in "
+    "the layers whose frames made the syscalls",
+}
+
+
 def kernel_io_note(attribution: Attribution) -> str:
-    """One line saying how kernel-io was found, and the /proc share it agrees with."""
+    """One line saying how kernel-io was found, why, and the /proc share beside it."""
     proc = attribution.proc_system_share
-    shown = "" if proc is None else f" (/proc system share {proc:.1%})"
-    if attribution.kernel_io_method == UNMEASURED:
-        return f"kernel-io: {KERNEL_IO_WHY[UNMEASURED]}"
-    return f"kernel-io: {attribution.kernel_io_method}{shown}: {KERNEL_IO_WHY[attribution.kernel_io_method]}"
+    shown = "" if proc is None else f", /proc system share {proc:.1%}"
+    return f"kernel-io: {attribution.kernel_io_method}{shown}: {_SHORT_WHY[attribution.kernel_io_method]}"
 
 
 def sampling_line(check: Mapping[str, Any], user_s: float, system_s: float, samples: int) -> str:
@@ -69,12 +78,7 @@ def attribution_table(
     title: str | None = None,
 ) -> Table:
     """Layer, samples, share ±95% interval (and µs/message when a clean CPU figure is known)."""
-    table = Table(
-        title=escape(title) if title else None,
-        title_justify="left",
-        caption=escape(kernel_io_note(attribution)),
-        caption_justify="left",
-    )
+    table = Table(title=escape(title) if title else None, title_justify="left")
     table.add_column("layer")
     table.add_column("samples", justify="right")
     table.add_column("share ±95%", justify="right")
