@@ -9,11 +9,11 @@ Shares exclude idle samples unless asked: waiting is not cost per message.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from wsprof.profiling.folded import Stack, process_split
+from wsprof.profiling.folded import Stack
 from wsprof.profiling.layers import IDLE, INHERIT, OTHER, RuleSet, default_rules
 from wsprof.significance import wilson_interval
 
@@ -92,18 +92,21 @@ def kernel_io_json(attribution: Attribution) -> dict[str, Any]:
     }
 
 
-def _leaf_layer(stack: str, rules: RuleSet) -> str:
-    """The layer one stack is charged to (may be ``idle``), reading frames from the end only."""
-    decide = rules.decide
-    _, rest = process_split(stack)
-    if rest is None:
+def _leaf_layer(line: str, start: int, end: int, decide: Callable[[str], str]) -> str:
+    """The layer one stack is charged to (may be ``idle``), reading frames from the end only.
+
+    The frames after the process roots are ``line[start:end]`` (start -1: there are none).
+    """
+    if start < 0:
         return OTHER
-    pos = len(rest)
-    while pos >= 0:
-        i = rest.rfind(";", 0, pos)
-        layer = decide(rest[i + 1 : pos])
+    pos = end
+    while pos >= start:
+        i = line.rfind(";", start, pos)
+        layer = decide(line[(i + 1 if i >= 0 else start) : pos])
         if layer != INHERIT:
             return layer
+        if i < 0:
+            break
         pos = i
     return OTHER
 
@@ -114,8 +117,9 @@ def attribute(
     """Split samples by layer; with ``idle=False`` idle samples are counted apart, not shared."""
     rs = rules if rules is not None else default_rules()
     counts: dict[str, int] = dict.fromkeys(rs.layers, 0)
+    decide = rs.decide
     for stack in stacks:
-        layer = _leaf_layer(stack.text, rs)
+        layer = _leaf_layer(*stack.span(), decide)
         counts[layer] = counts.get(layer, 0) + stack.count
     idle_samples = counts.pop(IDLE, 0)
     if idle:
