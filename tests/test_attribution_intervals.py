@@ -150,6 +150,7 @@ def _record(native: bool = False) -> ScenarioRecord:
         ),
         profiled=_window("profile", 1000, 0.020, 0.012, 0.008),  # 40% system
         folded="/nonexistent/raw.folded",
+        pyspy={"samples": 1050, "errors": 3, "seconds": 4.1},
     )
     return ScenarioRecord(
         scenario="intervals",
@@ -189,6 +190,14 @@ def test_a_scenario_variant_reports_the_proc_split_and_the_method() -> None:
     render_scenario(doc, console)
     text = console.export_text()
     assert "/proc system share" in text and "apportioned-from-proc" in text and "±" in text
+    # py-spy's own figures: 500 Hz x 4 s x 1 process expected, 1,050 taken, 3 errors.
+    assert v["sampling"]["expected_samples"] == 2000
+    assert v["sampling"]["recorded_samples"] == 1050
+    assert v["sampling"]["pyspy_errors"] == 3
+    assert v["sampling"]["missed_share"] == pytest.approx(0.475)
+    assert "3 errors" in text
+    record = _record()
+    assert ScenarioRecord.from_json(record.as_json()) == record
     native = analyse(_record(native=True), {"raw": parse_folded(FOLDED)}, rules)
     assert native["variants"][0]["kernel_io_method"] == NATIVE_SAMPLES
 

@@ -139,6 +139,18 @@ def _layer_table(doc: dict[str, Any]) -> Table | None:
     return table
 
 
+def _pyspy_line(check: dict[str, Any] | None) -> str | None:
+    """py-spy's own errors and missed samples, when it had any."""
+    if not check or not (check.get("pyspy_errors") or (check.get("missed_share") or 0) > 0.05):
+        return None
+    taken = check["pyspy_samples"] if check["pyspy_samples"] is not None else "?"
+    missed = check["missed_share"] or 0.0
+    return (
+        f"py-spy took {taken} of ~{check['expected_samples']:,} expected samples "
+        f"(missed {missed:.1%}), {check['pyspy_errors'] or 0} errors"
+    )
+
+
 def _layer_cell(entry: dict[str, Any]) -> str:
     """``12.3 (41.2% ±1.3)``: µs/message and the share with its 95% interval."""
     return f"{entry['us_per_msg']:.1f} ({share_text(entry['share'], entry.get('share_ci95'))})"
@@ -284,6 +296,8 @@ def render_scenario(doc: dict[str, Any], console: Console) -> None:
     for v in doc["variants"]:
         if v.get("sampling_note"):
             console.print(f"[bold yellow]{_text(v['name'])}:[/] {_text(v['sampling_note'])}")
+        if (line := _pyspy_line(v.get("sampling"))) is not None:
+            console.print(f"{_text(v['name'])}: {_text(line)}")
     if doc.get("report_html"):
         console.print(f"report: {_text(doc['report_html'])} (open it in a browser)")
     bound = [v["name"] for v in doc["variants"] if v.get("client_bound")]

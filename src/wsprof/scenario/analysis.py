@@ -20,10 +20,11 @@ from wsprof.profiling.attribute import (
     attribute,
     kernel_io_json,
     layer_us_per_msg,
+    sampling_check,
     sampling_note,
     with_proc_split,
 )
-from wsprof.profiling.folded import Stack
+from wsprof.profiling.folded import Stack, processes, total_samples
 from wsprof.profiling.layers import RuleSet
 from wsprof.scenario.closure import closure_entries
 from wsprof.scenario.contention import CONTENTION_CORES, contended
@@ -126,12 +127,28 @@ def _variant_figures(run: VariantRun) -> dict[str, Any]:
     }
 
 
+def _sampling(
+    run: VariantRun, stacks: Sequence[Stack], rate_hz: int, window_s: float
+) -> dict[str, Any]:
+    """py-spy's misses and errors in the profiled window (expected: rate x window x processes)."""
+    summary = run.pyspy or {}
+    procs = max(1, len(processes(stacks)))
+    return sampling_check(
+        rate_hz * window_s * procs,
+        total_samples(stacks),
+        summary.get("samples"),
+        summary.get("errors"),
+    )
+
+
 def _attribution(
     run: VariantRun,
     stacks: Sequence[Stack],
     rules: RuleSet,
     figures: dict[str, Any],
     native: bool = False,
+    rate_hz: int = 0,
+    window_s: float = 0.0,
 ) -> dict[str, Any]:
     """Layers and the profiler overhead of one variant's profiled window."""
     assert run.folded is not None and run.profiled is not None
@@ -158,6 +175,7 @@ def _attribution(
         if "kernel-io" in sampled.layers
         else None,
         "profile_samples": attribution.total_samples,
+        "sampling": _sampling(run, stacks, rate_hz, window_s),
         "sampling_note": sampling_note(attribution.total_samples),
         "idle_samples": attribution.idle_samples,
         "profiled_messages": run.profiled.messages,
@@ -236,7 +254,17 @@ def _variant(
     if run.ok and run.folded is not None:
         if stacks is None:
             raise ValueError(f"no stacks given for the recording of {run.variant.name}")
-        entry.update(_attribution(run, stacks, rules, entry, native=record.native))
+        entry.update(
+            _attribution(
+                run,
+                stacks,
+                rules,
+                entry,
+                native=record.native,
+                rate_hz=record.rate_hz,
+                window_s=record.plan.profile_window_s,
+            )
+        )
         if entry.get("latency_us") and entry["server_cpu_us_per_msg_at_rate"] is not None:
             shares = {k: v["share"] for k, v in entry["layers"].items()}
             entry["latency_budget"] = latency_budget(

@@ -83,6 +83,8 @@ class VariantRun:
     folded: str | None = None  # py-spy's folded file of that window
     rss_bytes: int = 0
     error: str | None = None
+    # py-spy's summary of its recording (samples taken, errors, seconds); None if none.
+    pyspy: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -103,6 +105,7 @@ class VariantRun:
             "folded": self.folded,
             "rss_bytes": self.rss_bytes,
             "error": self.error,
+            "pyspy": self.pyspy,
         }
 
     @classmethod
@@ -116,6 +119,7 @@ class VariantRun:
             folded=data["folded"],
             rss_bytes=data["rss_bytes"],
             error=data["error"],
+            pyspy=data.get("pyspy"),
         )
 
 

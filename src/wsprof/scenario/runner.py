@@ -137,6 +137,7 @@ class LiveVariant:
     folded: Path | None = None
     rss_bytes: int = 0
     error: str | None = None
+    pyspy: dict[str, Any] | None = None  # py-spy's own summary of the profiled window
 
     @property
     def ok(self) -> bool:
@@ -152,6 +153,7 @@ class LiveVariant:
             folded=None if self.folded is None else str(self.folded),
             rss_bytes=self.rss_bytes,
             error=self.error,
+            pyspy=self.pyspy,
         )
 
 
@@ -386,7 +388,8 @@ class ScenarioRunner:
         try:
             run.profiled = self._window(run, "profile", self.plan.profile_window_s, None, on_mark)
             for recorder in recorders:
-                recorder.wait()
+                rec = recorder.wait()
+                run.pyspy = {"samples": rec.samples, "errors": rec.errors, "seconds": rec.seconds}
             run.folded = folded
         except pyspy.ProfilerUnavailable as exc:
             self.profiler_note = str(exc)
