@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from wsprof.env import environment
@@ -45,7 +46,9 @@ def _describe(pid: int, procs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _record_with_split(args: argparse.Namespace, out: Any) -> tuple[Recording, tuple[float, float]]:
+def _record_with_split(
+    args: argparse.Namespace, out: Path
+) -> tuple[Recording, tuple[float, float]]:
     """py-spy's recording and the tree's (user, system) seconds over the same window."""
     seen: dict[tuple[int, int], tuple[int, int]] = {}
     # --nonblocking: never pause a server someone depends on to read its stacks.
