@@ -207,3 +207,27 @@ def test_old_windows_without_the_split_still_load() -> None:
     del data["server_user_s"], data["server_system_s"]
     w = Window.from_json(data)
     assert (w.server_user_s, w.server_system_s, w.system_share) == (0.0, 0.0, None)
+
+
+def test_the_parse_fast_path_agrees_with_the_frames() -> None:
+    """Process roots recognised once must not change where a line's frames start."""
+    a = 'process 1:"srv a"'
+    b = 'process 2:"srv; b"'
+    text = (
+        f"{a};main (srv/app.py:3);read_frame (websockets/frames.py:10) 3\n"
+        f"{b};main (srv/app.py:3);dumps (json/__init__.py:231) 2\n"
+        f"{a};{b};dumps (json/__init__.py:231) 4\n"  # a child under its parent's root
+        f"{a};main (srv/app.py:3);read_frame (websockets/frames.py:10)   5  \n"
+        f"   {b};handle (srv/app.py:9) 1\n"
+        f"{a} 7\n"  # process frames only
+    )
+    stacks = parse_folded(text)
+    assert [s.count for s in stacks] == [3, 2, 4, 5, 1, 7]
+    assert stacks[2].frames == (a, b, "dumps (json/__init__.py:231)")
+    assert stacks[3].text == f"{a};main (srv/app.py:3);read_frame (websockets/frames.py:10)"
+    assert stacks[4].frames[0] == b and stacks[5].rest_start == -1
+    layers = attribute(stacks, default_rules().with_application_files(["srv/"])).layers
+    assert layers["websocket-protocol"].samples == 8
+    assert layers["json"].samples == 6
+    assert layers["application"].samples == 1
+    assert layers["other"].samples == 7
