@@ -241,7 +241,11 @@ def test_attribution_json_shape() -> None:
     assert doc["schema"] == "wsprof.attribution/1"
     assert doc["total_samples"] == 11
     assert list(doc["layers"]) == list(LAYERS)
-    assert doc["layers"]["json"] == {"samples": 0, "share": 0.0}
+    assert doc["layers"]["json"] == {
+        "samples": 0,
+        "share": 0.0,
+        "share_ci95": [0.0, pytest.approx(0.2588, abs=1e-4)],
+    }
     assert doc["idle"] == {"samples": 0, "included": False}
     json.dumps(doc)
 

@@ -151,6 +151,7 @@ class LiveVariant:
     folded: Path | None = None
     rss_bytes: int = 0
     error: str | None = None
+    pyspy: dict[str, Any] | None = None  # py-spy's own summary of the profiled window
 
     @property
     def ok(self) -> bool:
@@ -166,6 +167,7 @@ class LiveVariant:
             folded=None if self.folded is None else str(self.folded),
             rss_bytes=self.rss_bytes,
             error=self.error,
+            pyspy=self.pyspy,
         )
 
 
@@ -232,9 +234,11 @@ class ScenarioRunner:
         server = run.server
         assert server is not None
         marks: dict[str, float] = {}
+        splits: dict[str, tuple[float, float]] = {}
 
         def mark(name: str) -> None:
             marks[name] = server.cpu_seconds()
+            splits[name] = server.cpu_split()
             if on_mark is not None:
                 on_mark(name)
 
@@ -269,6 +273,8 @@ class ScenarioRunner:
             errors=result.errors,
             histogram=result.histogram,
             other_cpu_cores=other_cpu_cores,
+            server_user_s=splits["end"][0] - splits["start"][0],
+            server_system_s=splits["end"][1] - splits["start"][1],
         )
 
     def _capacity_window(self, run: LiveVariant) -> None:
@@ -404,7 +410,8 @@ class ScenarioRunner:
         try:
             run.profiled = self._window(run, "profile", self.plan.profile_window_s, None, on_mark)
             for recorder in recorders:
-                recorder.wait()
+                rec = recorder.wait()
+                run.pyspy = {"samples": rec.samples, "errors": rec.errors, "seconds": rec.seconds}
             run.folded = folded
         except pyspy.ProfilerUnavailable as exc:
             self.profiler_note = str(exc)
