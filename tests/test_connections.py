@@ -106,9 +106,7 @@ def test_nothing_to_connect_to_is_one_line(client):
     assert "none of 5 connections stayed open" in text and "\n" not in text
     assert "connect_failed" in text
     with pytest.raises(LoadError, match="no connect completed"):
-        run_connect(
-            ConnectConfig(f"ws://127.0.0.1:{port}/", duration=0.3, warmup=0), client=client
-        )
+        run_connect(ConnectConfig(f"ws://127.0.0.1:{port}/", duration=0.3, warmup=0), client=client)
 
 
 LIMITED = textwrap.dedent(

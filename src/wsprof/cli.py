@@ -281,17 +281,16 @@ def _add_load(sub: Any) -> None:
 
 def _add_connection_workloads(load: Any) -> None:
     """The idle and connect workloads' options (defaults: IdleConfig / ConnectConfig)."""
-    from wsprof.client.connections import ConnectConfig, IdleConfig
-
-    idle_window = next(f.default for f in dataclasses.fields(IdleConfig) if f.name == "duration")
-    open_at_once = next(
-        f.default for f in dataclasses.fields(IdleConfig) if f.name == "open_concurrency"
+    from wsprof.client.connections import (
+        DEFAULT_CONNECT_CONCURRENCY,
+        DEFAULT_IDLE_WINDOW_S,
+        DEFAULT_OPEN_CONCURRENCY,
     )
-    connects = next(f.default for f in dataclasses.fields(ConnectConfig) if f.name == "concurrency")
+
     load.add_argument(
         "--idle-window",
         type=positive_float,
-        default=idle_window,
+        default=DEFAULT_IDLE_WINDOW_S,
         metavar="S",
         help="idle: seconds all connections are held open (default %(default)s)",
     )
@@ -300,8 +299,8 @@ def _add_connection_workloads(load: Any) -> None:
         type=positive_int,
         default=None,
         metavar="C",
-        help=f"connect: connects in progress at once (default {connects}); idle: handshakes "
-        f"at once while opening (default {open_at_once})",
+        help=f"connect: connects in progress at once (default {DEFAULT_CONNECT_CONCURRENCY}); "
+        f"idle: handshakes at once while opening (default {DEFAULT_OPEN_CONCURRENCY})",
     )
 
 

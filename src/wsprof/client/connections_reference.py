@@ -18,7 +18,7 @@ import time
 from typing import cast
 
 from wsprof.client.base import LoadError
-from wsprof.client.connections import (
+from wsprof.client.connections_base import (
     CLOSE_TIMEOUT_S,
     OPEN_TIMEOUT_S,
     ConnectConfig,
@@ -71,6 +71,7 @@ class _Run:
         self.first: dict[str, str] = {}
         self.measuring = False
         self.sockets = 0  # open now (in set-up, open or closing)
+        self.connecting = 0  # create_connection calls in progress (their sockets exist)
         self.at_limit: int | None = None  # sockets open when the OS first refused one
         self.heartbeats = 0
         self.late = 0
@@ -226,10 +227,14 @@ async def _open(run: _Run) -> _Conn:
     OSError when the OS refused it at a limit."""
     conn = _Conn(run)
     loop = asyncio.get_running_loop()
+    run.connecting += 1
     try:
-        await asyncio.wait_for(
-            loop.create_connection(lambda: conn, run.host, run.port), OPEN_TIMEOUT_S
-        )
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(lambda: conn, run.host, run.port), OPEN_TIMEOUT_S
+            )
+        finally:
+            run.connecting -= 1
         await asyncio.wait_for(asyncio.shield(conn.opened), OPEN_TIMEOUT_S)
     except TimeoutError:
         conn.fail("timeout", f"not open after {OPEN_TIMEOUT_S:g} s")
@@ -237,7 +242,7 @@ async def _open(run: _Run) -> _Conn:
     except OSError as exc:
         if limit_error(exc, 0) is not None:
             if run.at_limit is None:
-                run.at_limit = run.sockets
+                run.at_limit = run.sockets + run.connecting  # this one has no socket
             raise
         why = os.strerror(exc.errno) if exc.errno else str(exc)
         run.count("connect_failed", f"cannot connect to {run.host}:{run.port}: {why}")
@@ -382,4 +387,3 @@ def run_idle(config: IdleConfig) -> IdleResult:
 
 def run_connect(config: ConnectConfig) -> ConnectResult:
     return asyncio.run(_connect(config))
-

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from wsprof.client.connections import (
+    DEFAULT_CONNECT_CONCURRENCY,
+    DEFAULT_OPEN_CONCURRENCY,
     ConnectConfig,
     IdleConfig,
     run_connect,
@@ -22,10 +23,6 @@ from wsprof.report.load_connections import (
 )
 
 
-def _default(cls: type, name: str) -> int:
-    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
-
-
 def run(args: argparse.Namespace) -> int:
     """Print the table and write the JSON even for a run with errors, then fail on them."""
     if args.json is not None:
@@ -38,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             serializer=args.serializer,
             connections=args.connections,
             duration=args.idle_window,
-            open_concurrency=args.concurrency or _default(IdleConfig, "open_concurrency"),
+            open_concurrency=args.concurrency or DEFAULT_OPEN_CONCURRENCY,
         )
         result = run_idle(idle, client=args.client)
         print_idle(console, idle, result)
@@ -51,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             url=args.url,
             mode=args.mode,
             serializer=args.serializer,
-            concurrency=args.concurrency or _default(ConnectConfig, "concurrency"),
+            concurrency=args.concurrency or DEFAULT_CONNECT_CONCURRENCY,
             duration=args.duration,
             warmup=args.warmup,
         )
