@@ -152,3 +152,38 @@ def test_configs_refuse_bad_values():
         ConnectConfig("ws://127.0.0.1:80/", concurrency=0)
     with pytest.raises(WsprofError, match="--duration"):
         ConnectConfig("ws://127.0.0.1:80/", duration=float("nan"))
+
+
+@pytest.mark.parametrize("workload", ["idle", "connect"])
+def test_the_cli_writes_the_workload_json(tmp_path, workload, socketio_url):
+    out = tmp_path / "load.json"
+    args = ["--connections", "20", "--idle-window", "1.5", "--concurrency", "4"]
+    args += ["--duration", "1", "--warmup", "0.2", "--json", str(out)]
+    command = [sys.executable, "-m", "wsprof", "load", socketio_url, "--mode", "socketio"]
+    proc = subprocess.run(
+        [*command, "--workload", workload, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    assert (doc["schema"], doc["workload"], doc["complete"]) == ("wsprof.load/1", workload, True)
+    if workload == "idle":
+        assert (doc["connections"], doc["failed"], doc["heartbeats_late"]) == (20, 0, 0)
+        assert doc["heartbeats"] >= 20
+    else:
+        assert doc["connects"] > 0 and doc["connects_per_s"] > 0
+        assert doc["connect_latency_us"]["p50"] > 0
+
+
+def test_the_cli_says_a_refused_port_in_one_line():
+    url = f"ws://127.0.0.1:{closed_port()}/"
+    proc = subprocess.run(
+        [sys.executable, "-m", "wsprof", "load", url, "--workload", "connect", "--duration", "0.3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "no connect completed" in proc.stderr
