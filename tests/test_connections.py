@@ -7,6 +7,8 @@ the open timeout and the close wait, and each test checks it did not take longer
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -187,3 +189,41 @@ def test_the_cli_says_a_refused_port_in_one_line():
     )
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "no connect completed" in proc.stderr
+
+
+IDLE_60 = ["--connections", "20", "--idle-window", "60"]
+
+
+def test_ctrl_c_ends_an_idle_window_at_once(client, starlette_url):
+    """SIGINT mid-window (Ctrl-C in a shell): exit 130 within seconds, one line, no traceback."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wsprof",
+            "load",
+            starlette_url,
+            "--workload",
+            "idle",
+            *IDLE_60,
+            "--client",
+            client,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(3.0)
+        sent = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=15)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    assert proc.returncode == 130, stderr
+    assert took < 4.0, f"exit {took:.2f} s after SIGINT"
+    assert stderr.splitlines() == ["wsprof: interrupted; nothing was written as complete"]
