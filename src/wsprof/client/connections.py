@@ -26,6 +26,7 @@ from wsprof.client.connections_base import (
     check_client,
     client_bound,
     endpoint,
+    idle_close_timeout,
     limit_error,
     nothing_opened,
     raise_fd_limit,
@@ -73,7 +74,7 @@ def run_idle(config: IdleConfig, client: str = "fast") -> IdleResult:
             open_concurrency=config.open_concurrency,
             duration=config.duration,
             open_timeout=OPEN_TIMEOUT_S,
-            close_timeout=CLOSE_TIMEOUT_S,
+            close_timeout=idle_close_timeout(config.connections),
             on_window=config.on_window,
         )
     except OSError as exc:
@@ -100,7 +101,7 @@ def run_idle(config: IdleConfig, client: str = "fast") -> IdleResult:
         open_s=out["open_s"],
         elapsed_s=out["elapsed_s"],
         client_cpu_s=out["cpu_s"],
-        errors=run.errors(),
+        errors=out["errors"],
     )
 
 

@@ -27,6 +27,7 @@ from wsprof.client.connections_base import (
     IdleResult,
     client_bound,
     endpoint,
+    idle_close_timeout,
     limit_error,
     nothing_opened,
 )
@@ -300,11 +301,12 @@ async def _idle(config: IdleConfig) -> IdleResult:
         cpu = time.thread_time() - cpu0
         run.measuring = False
         held = sum(conn.stage == "open" for conn in conns)
+        errors = dict(run.errors)  # the close is not measured
         if config.on_window is not None:
             config.on_window("end")
     finally:
         ticker.cancel()
-        await _close(conns, max(CLOSE_TIMEOUT_S, config.connections / 2000))
+        await _close(conns, idle_close_timeout(config.connections))
     return IdleResult(
         connections=held,
         failed=config.connections - held,
@@ -313,7 +315,7 @@ async def _idle(config: IdleConfig) -> IdleResult:
         open_s=open_s,
         elapsed_s=elapsed,
         client_cpu_s=cpu,
-        errors=run.errors,
+        errors=errors,
     )
 
 
