@@ -227,3 +227,11 @@ def test_ctrl_c_ends_an_idle_window_at_once(client, starlette_url):
     assert proc.returncode == 130, stderr
     assert took < 4.0, f"exit {took:.2f} s after SIGINT"
     assert stderr.splitlines() == ["wsprof: interrupted; nothing was written as complete"]
+
+
+@pytest.mark.slow
+def test_ten_thousand_idle_connections(starlette_url):
+    """10k on one destination: the fd limit is raised, the ports suffice (about 60 s here)."""
+    result = run_idle(IdleConfig(starlette_url, connections=10_000, duration=2.0))
+    assert (result.connections, result.failed, result.errors) == (10_000, 0, {})
+    assert result.client_cpu_s < 0.5 * result.elapsed_s
