@@ -125,7 +125,7 @@ def _add_micro(sub: Any) -> None:
 
 
 def _add_load(sub: Any) -> None:
-    from wsprof.client.base import CLIENTS, MODES, REPLIES, SERIALIZERS
+    from wsprof.client.base import CLIENTS, MODES, REPLIES, SERIALIZERS, WORKLOADS
     from wsprof.payloads import payload_names
 
     d = _load_defaults()
@@ -148,12 +148,21 @@ def _add_load(sub: Any) -> None:
         help="raw WebSocket frames, or Engine.IO v4 + Socket.IO v5 events (default %(default)s)",
     )
     load.add_argument(
+        "--workload",
+        choices=WORKLOADS,
+        default=WORKLOADS[0],
+        help="echo: round trips; idle: hold --connections open for --idle-window, answering "
+        "heartbeats; connect: --concurrency connects at once, each closed once open "
+        "(default %(default)s)",
+    )
+    load.add_argument(
         "--connections",
         type=positive_int,
         default=d["connections"],
         metavar="N",
         help="default %(default)s",
     )
+    _add_connection_workloads(load)
     pace = load.add_mutually_exclusive_group()
     pace.add_argument(
         "--in-flight",
@@ -267,6 +276,31 @@ def _add_load(sub: Any) -> None:
         metavar="PATH",
         help="write the latency histogram in HdrHistogram's percentile-distribution format "
         "(.hgrm, milliseconds), for HdrHistogram's plotter",
+    )
+
+
+def _add_connection_workloads(load: Any) -> None:
+    """The idle and connect workloads' options (defaults: IdleConfig / ConnectConfig)."""
+    from wsprof.client.connections import (
+        DEFAULT_CONNECT_CONCURRENCY,
+        DEFAULT_IDLE_WINDOW_S,
+        DEFAULT_OPEN_CONCURRENCY,
+    )
+
+    load.add_argument(
+        "--idle-window",
+        type=positive_float,
+        default=DEFAULT_IDLE_WINDOW_S,
+        metavar="S",
+        help="idle: seconds all connections are held open (default %(default)s)",
+    )
+    load.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=None,
+        metavar="C",
+        help=f"connect: connects in progress at once (default {DEFAULT_CONNECT_CONCURRENCY}); "
+        f"idle: handshakes at once while opening (default {DEFAULT_OPEN_CONCURRENCY})",
     )
 
 
