@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import atexit
 import collections.abc
+import contextlib
 import functools
 import json
 import os
@@ -47,7 +48,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -56,6 +57,7 @@ COUNT_FILE_ENV = "WSPROF_COUNT_FILE"
 
 counts: Counter[str] = Counter()
 _installed: list[str] = []
+_loop_kinds: set[str] = set()  # "asyncio" / "uvloop": the loops counting was set on
 _seq = 0
 
 
@@ -92,7 +94,7 @@ class _CountingSerializer:
         return getattr(self._module, name)
 
 
-class _StepCounter(collections.abc.Coroutine):  # type: ignore[type-arg]
+class _StepCounter(collections.abc.Coroutine[Any, Any, Any]):
     """A task's coroutine seen through ``send``/``throw``: one call is one task step."""
 
     __slots__ = ("_coro",)
@@ -111,8 +113,8 @@ class _StepCounter(collections.abc.Coroutine):  # type: ignore[type-arg]
     def close(self) -> None:
         self._coro.close()
 
-    def __await__(self) -> Iterator[Any]:
-        return self._coro.__await__()  # type: ignore[no-any-return]
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return self._coro.__await__()
 
     def __repr__(self) -> str:
         return repr(self._coro)
@@ -129,18 +131,19 @@ def count_loop(loop: Any) -> None:
     """Count task creations and steps on ``loop`` (asyncio or uvloop), unless it has a factory."""
     if loop.get_task_factory() is None:
         loop.set_task_factory(_task_factory)
+        _loop_kinds.add("uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio")
 
 
 def _count_new_loops(cls: type) -> None:
     """Every loop of ``cls`` counts from its creation (before its first task)."""
-    original = cls.__init__
+    original: Callable[..., None] = cls.__init__  # type: ignore[misc]
 
     @functools.wraps(original)
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
         count_loop(self)
 
-    cls.__init__ = init  # type: ignore[misc]
+    type.__setattr__(cls, "__init__", init)
 
 
 def _install_asyncio() -> None:
@@ -156,10 +159,8 @@ def _install_asyncio() -> None:
         _count_new_loops(uvloop.Loop)  # a Python subclass of uvloop's C loop
     except ImportError:
         pass
-    try:
+    with contextlib.suppress(RuntimeError):
         count_loop(asyncio.get_running_loop())
-    except RuntimeError:
-        pass
     _wrap_method(asyncio.events.Handle, "_run", "callbacks")
     _installed.append("asyncio")
 
@@ -194,7 +195,7 @@ def _install_socketio() -> None:
             cls.json = _CountingSerializer(cls.json, "json")
     module = socketio.msgpack_packet
     if not isinstance(module.msgpack, _CountingSerializer):
-        module.msgpack = _CountingSerializer(module.msgpack, "msgpack")  # type: ignore[assignment]
+        module.msgpack = _CountingSerializer(module.msgpack, "msgpack")
     _installed.append("socketio")
 
 
@@ -223,34 +224,23 @@ def _install_frames() -> None:
                 counts["ws_frames_received"] += 1
                 yield frame
 
-        wsproto_frames.FrameProtocol.received_frames = received_frames  # type: ignore[method-assign]
+        setattr(wsproto_frames.FrameProtocol, "received_frames", received_frames)  # noqa: B010
         _installed.append("wsproto")
     except ImportError:
         pass
 
 
 def snapshot() -> dict[str, Any]:
-    """The running totals, with what was counted and the loop kind."""
-    uvloop = any(type(obj).__module__.startswith("uvloop") for obj in _running_loops())
+    """The running totals, with what was counted and on which loops."""
     return {
         "seq": _seq,
         "pid": os.getpid(),
         "time": time.monotonic(),
         "counters": sorted(_installed),
-        "callbacks_countable": "asyncio" in _installed and not uvloop,
-        "uvloop": uvloop,
+        "loops": sorted(_loop_kinds),
+        "callbacks_countable": "asyncio" in _installed and "uvloop" not in _loop_kinds,
         "counts": dict(counts),
     }
-
-
-def _running_loops() -> list[Any]:
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is None:
-        return []
-    try:
-        return [asyncio.get_running_loop()]
-    except RuntimeError:
-        return []
 
 
 def dump(path: Path) -> None:
