@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import psutil
 from wsprof.errors import MeasurementError
 from wsprof.protocol import socketio
 from wsprof.protocol.websocket import ProtocolError
+from wsprof.servers.counting import COUNT_FILE_ENV
 from wsprof.servers.serve import EXIT_BAD_ARGS, EXIT_BIND_FAILED, PARENT_PID_ENV, READY_PREFIX
 from wsprof.servers.stacks import (
     STACKS,
@@ -115,6 +117,8 @@ class ServerProcess:
         self._known: dict[int, psutil.Process] = {}
         self._task_ns: dict[tuple[int, int], int] = {}
         self._use_schedstat = os.path.exists("/proc/self/task")
+        #: Where an instrumented server writes its counts (None when not instrumented).
+        self.count_file: Path | None = None
 
     # ----------------------------------------------------------------- start
 
@@ -135,13 +139,18 @@ class ServerProcess:
             cmd += ["--opt", f"{key}={value}"]
         return cmd
 
-    def start(self) -> ServerProcess:
+    def start(self, *, instrumented: bool = False) -> ServerProcess:
         """Spawn the server and return once a real client handshake has succeeded.
 
+        ``instrumented`` runs it with the per-message counters of
+        :mod:`wsprof.servers.counting`, dumping to ``self.count_file`` on SIGUSR2:
+        its CPU figures include the counters' cost, so it is never a clean window.
         On any failure the process tree is gone before ``ServerFailed`` is raised.
         """
         if self._proc is not None:
             raise RuntimeError("ServerProcess.start() called twice")
+        if instrumented:
+            self.count_file = Path(tempfile.mkdtemp(prefix="wsprof-counts-")) / "counts.json"
         deadline = time.monotonic() + self.startup_timeout
         self._stderr_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as self
             prefix=f"wsprof-{file_safe(self.stack)}-", suffix=".stderr"
@@ -173,6 +182,9 @@ class ServerProcess:
         env = dict(os.environ)
         env[PARENT_PID_ENV] = str(os.getpid())
         env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC_DIR, env.get("PYTHONPATH", "")) if p)
+        env.pop(COUNT_FILE_ENV, None)
+        if self.count_file is not None:
+            env[COUNT_FILE_ENV] = str(self.count_file)
         return {"env": env, "stdout": subprocess.PIPE}
 
     def _become_ready(self, deadline: float) -> None:
@@ -413,6 +425,8 @@ class ServerProcess:
             self._final_stderr = self._read_stderr()
             if self._stderr_file is not None:
                 self._stderr_file.close()
+            if self.count_file is not None:
+                shutil.rmtree(self.count_file.parent, ignore_errors=True)
 
     def _signal_tree(self, sig: signal.Signals, tree: list[psutil.Process]) -> None:
         proc = self._proc

@@ -21,6 +21,7 @@ import socket
 import sys
 from collections.abc import Callable, Mapping
 
+from wsprof.servers.counting import COUNT_FILE_ENV
 from wsprof.servers.stacks import (
     STACKS,
     StackOptionError,
@@ -135,7 +136,7 @@ def counted_listen(listen: Listen) -> Listen:
     Every stack calls ``listen`` after its green monkey-patching and after building
     its app, and before serving: the one point where all the counted code exists.
     """
-    if not os.environ.get("WSPROF_COUNT_FILE"):
+    if not os.environ.get(COUNT_FILE_ENV):
         return listen
 
     def listen_counted() -> socket.socket:
