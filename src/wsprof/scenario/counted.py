@@ -36,10 +36,10 @@ def count_events(
     "loops", "callbacks_countable"}``, or ``{"error": one line}``: a failed
     count ends the closure of that variant, not the scenario.
     """
-    server = ServerProcess(stack, options, cpu=server_cpu)
+    server = ServerProcess(stack, options, cpu=server_cpu, instrumented=True)
     marks: dict[str, dict[str, Any]] = {}
     try:
-        server.start(instrumented=True)
+        server.start()
         count_file = server.count_file
         assert count_file is not None
 

@@ -85,13 +85,19 @@ class ServerProcess:
         port: int = 0,
         cpu: int | None = None,
         startup_timeout: float = 20.0,
+        instrumented: bool = False,
     ) -> None:
+        """``instrumented`` runs the server with the per-message counters of
+        :mod:`wsprof.servers.counting`, dumping to ``count_file`` on SIGUSR2: its
+        CPU figures include the counters' cost, so it never serves a clean window.
+        """
         self.stack = stack
         self.options: dict[str, str] = validate_options(stack, options or {})
         spec = get_stack(stack)
         self.mode: str = spec.mode
         self.serializer: str = self.options.get("serializer", "none")
         self._init_process(port, cpu, startup_timeout)
+        self.instrumented = instrumented
 
     def _init_process(self, port: int, cpu: int | None, startup_timeout: float) -> None:
         """The state every server process has, whatever it serves."""
@@ -117,6 +123,7 @@ class ServerProcess:
         self._known: dict[int, psutil.Process] = {}
         self._task_ns: dict[tuple[int, int], int] = {}
         self._use_schedstat = os.path.exists("/proc/self/task")
+        self.instrumented = False
         #: Where an instrumented server writes its counts (None when not instrumented).
         self.count_file: Path | None = None
 
@@ -139,17 +146,14 @@ class ServerProcess:
             cmd += ["--opt", f"{key}={value}"]
         return cmd
 
-    def start(self, *, instrumented: bool = False) -> ServerProcess:
+    def start(self) -> ServerProcess:
         """Spawn the server and return once a real client handshake has succeeded.
 
-        ``instrumented`` runs it with the per-message counters of
-        :mod:`wsprof.servers.counting`, dumping to ``self.count_file`` on SIGUSR2:
-        its CPU figures include the counters' cost, so it is never a clean window.
         On any failure the process tree is gone before ``ServerFailed`` is raised.
         """
         if self._proc is not None:
             raise RuntimeError("ServerProcess.start() called twice")
-        if instrumented:
+        if self.instrumented:
             self.count_file = Path(tempfile.mkdtemp(prefix="wsprof-counts-")) / "counts.json"
         deadline = time.monotonic() + self.startup_timeout
         self._stderr_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as self
