@@ -167,7 +167,12 @@ def _budget_table(doc: dict[str, Any]) -> Table | None:
 
 def _closure_table(doc: dict[str, Any]) -> Table | None:
     rows = [(v["name"], c) for v in doc["variants"] for c in v.get("closure") or []]
-    if not rows:
+    uncounted = [
+        (v["name"], v["counted_events"]["error"])
+        for v in doc["variants"]
+        if "error" in (v.get("counted_events") or {})
+    ]
+    if not rows and not uncounted:
         return None
     table = Table(
         title="closure: attributed µs/msg vs counted events x `wsprof micro` costs",
@@ -190,6 +195,8 @@ def _closure_table(doc: dict[str, Any]) -> Table | None:
             c["basis"],
             c.get("misses") or "",
         )
+    for name, error in uncounted:
+        table.add_row(name, "-", "-", "-", "-", "no prediction", error)
     return table
 
 
