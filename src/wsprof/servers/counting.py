@@ -23,7 +23,8 @@ What is counted, and where:
 - ``eio_encode``/``eio_decode``/``sio_encode``/``sio_decode``: Engine.IO and
   Socket.IO packet encode/decode.
 - ``ws_frames_sent``/``ws_frames_received``: the websockets library's frame
-  layer (sans-I/O and legacy) and wsproto's.
+  layer (sans-I/O and legacy) and wsproto's (simple-websocket, gevent's, uses
+  wsproto); eventlet's own ``eventlet.websocket`` frames are not counted.
 
 The dump happens in the signal handler itself, not in a thread: Python runs the
 handler between two bytecodes of the main thread, where every counter is
