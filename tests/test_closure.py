@@ -211,7 +211,9 @@ def test_counted_closure_on_socketio_asgi_end_to_end(tmp_path: Path):
     per = counted["per_message"]
     assert counted["loops"] == ["uvloop"] and counted["callbacks_countable"] is False
     assert 1 <= per["json_dumps"] + per["json_loads"] <= 4
-    assert per["sio_encode"] >= 1 and per["eio_encode"] >= 1
+    assert per["sio_encode"] + per["eio_encode"] >= 1
+    # Each is one per echo; the client's window and the server's counts differ by in-flight edges.
+    assert per["sio_encode"] > 0.9 and per["eio_encode"] > 0.9
     assert per["task_steps"] >= 1
     entries = {c["layer"]: c for c in sio["closure"]}
     assert {"json", "socketio-framing", "event-loop"} <= set(entries)
