@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -129,8 +128,6 @@ def test_sigusr2_dumps_and_the_runner_reads_the_difference(tmp_path: Path) -> No
         """
         import greenlet, time
         counting.install(Path(sys.argv[1]))
-        main = greenlet.getcurrent()
-        other = greenlet.greenlet(lambda: None)
         print("ready", flush=True)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not Path(sys.argv[1] + ".stop").exists():
@@ -148,7 +145,6 @@ def test_sigusr2_dumps_and_the_runner_reads_the_difference(tmp_path: Path) -> No
         second = counting.request_counts(proc.pid, out, after_seq=first["seq"])
         delta = counting.difference(first, second)
         assert delta["greenlet_switches"] > 0
-        assert delta["greenlet_switches"] % 2 == 0 or delta["greenlet_switches"] > 10
         assert second["pid"] == proc.pid
         (tmp_path / "counts.json.stop").touch()
         assert proc.wait(timeout=25) == 0
@@ -158,7 +154,6 @@ def test_sigusr2_dumps_and_the_runner_reads_the_difference(tmp_path: Path) -> No
             proc.wait()
     assert json.loads(out.read_text())["seq"] == second["seq"] + 1  # the exit dump
     assert not list(tmp_path.glob("*.tmp"))
-    assert os.path.basename(out) == "counts.json"
 
 
 def test_difference_covers_keys_of_either_side() -> None:
