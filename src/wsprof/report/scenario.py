@@ -213,13 +213,23 @@ def _budget_table(doc: dict[str, Any]) -> Table | None:
 
 def _closure_table(doc: dict[str, Any]) -> Table | None:
     rows = [(v["name"], c) for v in doc["variants"] for c in v.get("closure") or []]
-    if not rows:
+    uncounted = [
+        (v["name"], v["counted_events"]["error"])
+        for v in doc["variants"]
+        if "error" in (v.get("counted_events") or {})
+    ]
+    if not rows and not uncounted:
         return None
-    table = Table(title="closure: attributed µs/msg vs the `wsprof micro` prediction")
-    for col in ("variant", "layer", "attributed", "predicted", "ratio", "prediction from"):
+    table = Table(
+        title="closure: attributed µs/msg vs counted events x `wsprof micro` costs",
+        caption="events counted per message in a separate instrumented window; "
+        "outside 0.67-1.5 the last column names what the model misses",
+    )
+    for col in ("variant", "layer", "attributed", "predicted", "ratio", "counted per message"):
         table.add_column(
-            col, justify="left" if col in ("variant", "layer", "prediction from") else "right"
+            col, justify="right" if col in ("attributed", "predicted", "ratio") else "left"
         )
+    table.add_column("model misses", overflow="fold")
     for name, c in rows:
         ratio = c.get("ratio")
         table.add_row(
@@ -229,7 +239,10 @@ def _closure_table(doc: dict[str, Any]) -> Table | None:
             f"{c['predicted_us']:.2f}",
             "-" if ratio is None else f"{ratio:.2f}",
             c["basis"],
+            c.get("misses") or "",
         )
+    for name, error in uncounted:
+        table.add_row(name, "-", "-", "-", "-", "no prediction", error)
     return table
 
 

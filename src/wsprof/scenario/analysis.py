@@ -26,7 +26,7 @@ from wsprof.profiling.attribute import (
 )
 from wsprof.profiling.folded import Stack, processes, total_samples
 from wsprof.profiling.layers import RuleSet
-from wsprof.scenario.closure import closure_entries
+from wsprof.scenario.closure import closure_entries, counted_events
 from wsprof.scenario.contention import CONTENTION_CORES, contended
 from wsprof.scenario.record import ScenarioRecord, VariantRun, Window
 
@@ -273,13 +273,15 @@ def _variant(
                 entry["server_cpu_us_per_msg_at_rate"],
                 record.floor_us,
             )
+        counted = record.counted.get(run.variant.name)
         entry["closure"] = closure_entries(
-            run.variant.stack,
             entry["options"],
             record.plan.payload,
             entry["layers"],
             list(record.micro_results),
+            counted,
         )
+        entry["counted_events"] = counted_events(counted)
     return entry
 
 

@@ -8,7 +8,7 @@ pyperf's ``Benchmark``/``Run`` do, under one format version.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from wsprof.errors import WsprofError
@@ -147,6 +147,8 @@ class ScenarioRecord:
     latency_rate: float | None = None  # the open-loop rate every variant was offered
     micro_results: tuple[dict[str, Any], ...] = ()  # `wsprof micro` rows for the closure check
     closure_note: str | None = None
+    # Per variant name: the instrumented window's counts (wsprof.servers.counting), or its error.
+    counted: dict[str, dict[str, Any]] = field(default_factory=dict)
     floor_us: float | None = None  # the client+kernel floor of one round trip
     wall_time_s: float | None = None
 

@@ -31,8 +31,9 @@ from wsprof.client.driver import run_load
 from wsprof.env import environment
 from wsprof.errors import MeasurementError, WsprofError
 from wsprof.progress import OnProgress
-from wsprof.scenario.closure import needed_rows
+from wsprof.scenario.closure import Row, needed_rows
 from wsprof.scenario.contention import OtherLoad
+from wsprof.scenario.counted import COUNT_WINDOW_S, count_events
 from wsprof.scenario.files import (
     MAX_RATE_HZ,
     MAX_REPEATS,
@@ -208,10 +209,11 @@ class ScenarioRunner:
         self.profiler_note: str | None = None
         self.micro_results: list[dict[str, Any]] = []
         self.closure_note: str | None = None
+        self.counted: dict[str, dict[str, Any]] = {}
         self.floor_us: float | None = None
         self._pyspy: Any = None  # the py-spy module once it is known to work here
         n = len(self.runs)
-        self._steps = n * (1 + 2 * self.plan.repeats + (1 if profile else 0)) + (
+        self._steps = n * (1 + 2 * self.plan.repeats + (2 if profile else 0)) + (
             1 if profile else 0
         )
         self._done = 0
@@ -420,20 +422,56 @@ class ScenarioRunner:
             for recorder in recorders:
                 recorder.stop()
 
+    def _count(self) -> None:
+        """The counted closure's phase: per variant, its own instrumented server and one window.
+
+        Never a clean or profiled window: the counters cost CPU on every message,
+        so only the counts per message are kept from it.
+        """
+        for run in self.runs:
+            self._advance(f"counting events per message of {run.variant.name}")
+            if not run.ok or run.server is None:
+                continue
+            if run.variant.app_spec() is not None or _workers(run.variant) > 1:
+                self.counted[run.variant.name] = {
+                    "error": "events are counted in bundled single-process stacks only"
+                }
+                continue
+            server = run.server
+            window = LoadConfig(
+                url=server.url,
+                mode=server.mode,
+                connections=self.plan.connections,
+                in_flight=self.plan.in_flight,
+                duration=min(self.plan.capacity_window_s, COUNT_WINDOW_S),
+                payload=self.plan.payload,
+                serializer=packet_format(server.serializer),
+                warmup=self.plan.warmup_s,
+                **reply_contract(self.plan, server.mode, self.scenario.source),
+            )
+            self.counted[run.variant.name] = count_events(
+                run.variant.stack,
+                server.options,
+                window,
+                client=self.client,
+                server_cpu=self.server_cpu,
+                client_cpus=self.client_cpus,
+            )
+
     def _predict(self) -> None:
         """Micro predictions for the closure check, and the client+kernel floor."""
         from wsprof.scenario.predict import measure_predictions
 
         self._advance("closure: micro predictions and the loopback floor")
-        variants = [
-            (run.variant.stack, run.server.options)
-            for run in self.runs
-            if run.ok and run.server is not None
-        ]
+        rows: list[Row] = []
+        for run in self.runs:
+            counted = self.counted.get(run.variant.name, {})
+            if run.ok and run.server is not None and "error" not in counted:
+                for row in needed_rows(run.server.options, self.plan.payload, counted):
+                    if row not in rows:
+                        rows.append(row)
         try:
-            self.micro_results = measure_predictions(
-                needed_rows(variants, self.plan.payload), self.quick
-            )
+            self.micro_results = measure_predictions(rows, self.quick)
         except MeasurementError as exc:
             self.closure_note = f"closure unavailable: {exc}"
         if fastpath.available("_loadclient"):
@@ -518,6 +556,7 @@ class ScenarioRunner:
                 if run.server is not None:
                     run.server.stop()
             if self.profile and self.profiler_note is None:
+                self._count()
                 self._predict()
         if self.on_progress is not None:
             self.on_progress("done", self._steps, self._steps)
@@ -551,6 +590,7 @@ class ScenarioRunner:
             latency_rate=self.latency_rate,
             micro_results=tuple(self.micro_results),
             closure_note=self.closure_note,
+            counted=dict(self.counted),
             floor_us=self.floor_us,
             wall_time_s=round(wall_time_s, 1),
         )

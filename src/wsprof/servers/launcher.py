@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import psutil
 from wsprof.errors import MeasurementError
 from wsprof.protocol import socketio
 from wsprof.protocol.websocket import ProtocolError
+from wsprof.servers.counting import COUNT_FILE_ENV
 from wsprof.servers.serve import EXIT_BAD_ARGS, EXIT_BIND_FAILED, PARENT_PID_ENV, READY_PREFIX
 from wsprof.servers.stacks import (
     STACKS,
@@ -83,13 +85,19 @@ class ServerProcess:
         port: int = 0,
         cpu: int | None = None,
         startup_timeout: float = 20.0,
+        instrumented: bool = False,
     ) -> None:
+        """``instrumented`` runs the server with the per-message counters of
+        :mod:`wsprof.servers.counting`, dumping to ``count_file`` on SIGUSR2: its
+        CPU figures include the counters' cost, so it never serves a clean window.
+        """
         self.stack = stack
         self.options: dict[str, str] = validate_options(stack, options or {})
         spec = get_stack(stack)
         self.mode: str = spec.mode
         self.serializer: str = self.options.get("serializer", "none")
         self._init_process(port, cpu, startup_timeout)
+        self.instrumented = instrumented
 
     def _init_process(self, port: int, cpu: int | None, startup_timeout: float) -> None:
         """The state every server process has, whatever it serves."""
@@ -116,6 +124,9 @@ class ServerProcess:
         self._task_ns: dict[tuple[int, int], int] = {}
         self._task_ticks: dict[tuple[int, int], tuple[int, int]] = {}
         self._use_schedstat = os.path.exists("/proc/self/task")
+        self.instrumented = False
+        #: Where an instrumented server writes its counts (None when not instrumented).
+        self.count_file: Path | None = None
 
     # ----------------------------------------------------------------- start
 
@@ -143,6 +154,8 @@ class ServerProcess:
         """
         if self._proc is not None:
             raise RuntimeError("ServerProcess.start() called twice")
+        if self.instrumented:
+            self.count_file = Path(tempfile.mkdtemp(prefix="wsprof-counts-")) / "counts.json"
         deadline = time.monotonic() + self.startup_timeout
         self._stderr_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as self
             prefix=f"wsprof-{file_safe(self.stack)}-", suffix=".stderr"
@@ -174,6 +187,9 @@ class ServerProcess:
         env = dict(os.environ)
         env[PARENT_PID_ENV] = str(os.getpid())
         env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC_DIR, env.get("PYTHONPATH", "")) if p)
+        env.pop(COUNT_FILE_ENV, None)
+        if self.count_file is not None:
+            env[COUNT_FILE_ENV] = str(self.count_file)
         return {"env": env, "stdout": subprocess.PIPE}
 
     def _become_ready(self, deadline: float) -> None:
@@ -436,6 +452,8 @@ class ServerProcess:
             self._final_stderr = self._read_stderr()
             if self._stderr_file is not None:
                 self._stderr_file.close()
+            if self.count_file is not None:
+                shutil.rmtree(self.count_file.parent, ignore_errors=True)
 
     def _signal_tree(self, sig: signal.Signals, tree: list[psutil.Process]) -> None:
         proc = self._proc
