@@ -134,6 +134,16 @@ def _record(**changes) -> ScenarioRecord:
         micro_results=MICRO,
         floor_us=6.0,
         wall_time_s=12.5,
+        # The counted closure's instrumented window: one loads and one dumps per message.
+        counted={
+            "sio": {
+                "messages": 100,
+                "counts": {"json_loads": 100, "json_dumps": 100},
+                "counters": ["socketio"],
+                "loops": [],
+                "callbacks_countable": False,
+            }
+        },
     )
     return ScenarioRecord(**{**fields, **changes})
 
