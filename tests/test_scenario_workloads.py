@@ -44,8 +44,18 @@ def test_an_echo_sweep_over_connections_gives_rows_growth_and_valid_json(tmp_pat
     path.write_text(ECHO_SWEEP)
     out = tmp_path / "result.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "wsprof", "scenario", str(path), "--json", str(out),
-         "--out", str(tmp_path / "fg"), "--no-profile"],
+        [
+            sys.executable,
+            "-m",
+            "wsprof",
+            "scenario",
+            str(path),
+            "--json",
+            str(out),
+            "--out",
+            str(tmp_path / "fg"),
+            "--no-profile",
+        ],
         capture_output=True,
         text=True,
         timeout=180,

@@ -53,12 +53,12 @@ def test_growth_skips_failed_points_and_states_payload_growth_per_kb():
 BASE = """
 name = "s"
 description = "d"
+{extra}
 [load]
 {load}
 [[variants]]
 stack = "socketio-asgi"
 {variant}
-{extra}
 """
 
 
@@ -70,22 +70,57 @@ def _parse(load: str = "", variant: str = "", extra: str = ""):
     ("load", "variant", "extra", "message"),
     [
         ('workload = "fanout"', "", "", "key 'load.workload': must be one of echo, broadcast"),
-        ("", "", "[sweep]\nconnections = [1, 2]\nrecipients = [1]", "key 'sweep': must be a table with exactly one key"),
+        (
+            "",
+            "",
+            "[sweep]\nconnections = [1, 2]\nrecipients = [1]",
+            "key 'sweep': must be a table with exactly one key",
+        ),
         ("", "", "[sweep]\nin_flight = [1, 2]", "key 'sweep.in_flight': cannot be swept"),
-        ("", "", "[sweep]\nconnections = [1, 0]", "key 'sweep.connections[1]': must be a positive integer"),
+        (
+            "",
+            "",
+            "[sweep]\nconnections = [1, 0]",
+            "key 'sweep.connections[1]': must be a positive integer",
+        ),
         ("", "", "[sweep]\nconnections = [1, 20000]", "must be at most 10000, not 20000"),
         ("", "", "[sweep]\nconnections = []", "must be a list of 1 to 20 values"),
         ("", "", "[sweep]\nconnections = [4, 4]", "points must be distinct"),
         ("", "", "sweep = 3", "key 'sweep': must be a table"),
-        ("", "", "[sweep]\nrecipients = [10]", "key 'sweep.recipients': does not apply to workload 'echo'"),
-        ('workload = "broadcast"\nrecipients = 2\nsenders = 3', "", "", "key 'load.senders': must be at most recipients (2)"),
+        (
+            "",
+            "",
+            "[sweep]\nrecipients = [10]",
+            "key 'sweep.recipients': does not apply to workload 'echo'",
+        ),
+        (
+            'workload = "broadcast"\nrecipients = 2\nsenders = 3',
+            "",
+            "",
+            "key 'load.senders': must be at most recipients (2)",
+        ),
         ('workload = "broadcast"\npayload_bytes = 8', "", "", "key 'load.payload_bytes'"),
-        ('workload = "broadcast"\nbroadcast_rate = -1', "", "", 'must be "auto" or a number of broadcasts/s'),
+        (
+            'workload = "broadcast"\nbroadcast_rate = -1',
+            "",
+            "",
+            'must be "auto" or a number of broadcasts/s',
+        ),
         ('workload = "idle"\nidle_window_s = 0', "", "", "key 'load.idle_window_s'"),
-        ("", "processes = 2", "", 'key \'variants[0].processes\': above 1 needs workload = "broadcast"'),
-        ('workload = "broadcast"', "processes = 2", "", "needs options.manager = \"redis\""),
+        (
+            "",
+            "processes = 2",
+            "",
+            "key 'variants[0].processes': above 1 needs workload = \"broadcast\"",
+        ),
+        ('workload = "broadcast"', "processes = 2", "", 'needs options.manager = "redis"'),
         ("", "processes = 0", "", "must be from 1 to 16"),
-        ("", "", "[sweep]\nconnections = [1, 2]\n[quick]\nsweep = { payload_bytes = [64] }", "key 'quick.sweep': must sweep the same parameter"),
+        (
+            "",
+            "",
+            "[sweep]\nconnections = [1, 2]\n[quick]\nsweep = { payload_bytes = [64] }",
+            "key 'quick.sweep': must sweep the same parameter",
+        ),
     ],
 )
 def test_bad_workload_and_sweep_keys_are_one_line_naming_the_key(load, variant, extra, message):

@@ -253,7 +253,10 @@ WORKLOAD_COLUMNS: dict[str, list[tuple[str, Any]]] = {
         ("KB/connection", lambda v: _f(v.get("rss_kb_per_connection"), ".1f")),
         ("RSS MB", lambda v: _f(v.get("server_rss_mb"), ".0f")),
         ("idle CPU µs/s per 1k", lambda v: _f(v.get("idle_cpu_us_per_s_per_1k"), ",.0f")),
-        ("heartbeats (late)", lambda v: f"{v.get('heartbeats', 0):,} ({v.get('heartbeats_late', 0):,})"),
+        (
+            "heartbeats (late)",
+            lambda v: f"{v.get('heartbeats', 0):,} ({v.get('heartbeats_late', 0):,})",
+        ),
     ],
     "connect": [
         ("connects/s", lambda v: _f(v.get("connects_per_s"), ",.0f")),

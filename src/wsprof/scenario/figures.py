@@ -37,7 +37,9 @@ def broadcast_figures(run: VariantRun) -> dict[str, Any]:
     return {
         "recipients": int(cap[0].figures.get("recipients", 0)) if cap else 0,
         "deliveries_per_s": stats.median([w.msgs_per_s for w in cap]),
-        "broadcasts_per_s": _median(cap, lambda w: _per(w.figures.get("broadcasts", 0), w.elapsed_s)),
+        "broadcasts_per_s": _median(
+            cap, lambda w: _per(w.figures.get("broadcasts", 0), w.elapsed_s)
+        ),
         "missing": _total(every, "missing"),
         "duplicates": _total(every, "duplicates"),
         "server_cpu_us_per_delivery": stats.median([w.server_cpu_us_per_msg for w in cap]),
@@ -156,7 +158,7 @@ def sweep_document(
                 continue
             figures = entry(run)
             ok = run.ok and bool(run.capacity)
-            row = {"point": point.value, "status": "ok" if ok else "failed"}
+            row: dict[str, Any] = {"point": point.value, "status": "ok" if ok else "failed"}
             row.update({k: figures[k] for k in ROW_KEYS if k in figures})
             if not ok:
                 row["error"] = run.error

@@ -44,21 +44,24 @@ from wsprof.scenario.files import (
     printable,
 )
 from wsprof.scenario.record import ScenarioRecord, SweepPoint, VariantRun, Window
-from wsprof.scenario.sweep import Sweep
 from wsprof.scenario.rundirs import check_out_dir, claim_run_dir
+from wsprof.scenario.sweep import Sweep
 from wsprof.scenario.workloads import (
+    REDIS_PROBE,
     Target,
     broadcast_rate,
     client_connections,
     echo_payload_file,
     has_latency_phase,
     packet_format,
+    plan_at,
     reply_contract,
     workload_window,
 )
 from wsprof.servers.appcmd import check_installed
 from wsprof.servers.appserver import AppServerProcess
 from wsprof.servers.launcher import ServerFailed, ServerProcess
+from wsprof.servers.stacks import validate_options
 
 """Called as each step starts: (what, steps done, steps in all)."""
 
@@ -172,8 +175,9 @@ class ScenarioRunner:
         self._pyspy: Any = None  # the py-spy module once it is known to work here
         n = len(self.runs)
         points = 1 if self.sweep is None else len(self.sweep.points)
+        broker = any(v.options.get("manager") == "redis" for v in scenario.variants)
         self._steps = n * (1 + points * 2 * self.plan.repeats + (1 if profile else 0)) + (
-            1 if profile else 0
+            (1 if profile else 0) + (1 if broker else 0)
         )
         self._done = 0
 
@@ -279,13 +283,13 @@ class ScenarioRunner:
         except ServerFailed as exc:
             self.broker_error = f"redis-server failed to start: {exc}"
 
-    def _server_options(self, variant: Variant) -> dict[str, str]:
+    def _server_options(self, variant: Variant, broker_url: str | None) -> dict[str, str]:
         """The variant's options, with what its workload and the broker need."""
         options = dict(variant.options)
         if self.plan.workload == "broadcast":
             options["handler"] = "broadcast"
-        if options.get("manager") == "redis" and self.broker is not None:
-            options["redis_url"] = self.broker.url
+        if options.get("manager") == "redis" and broker_url is not None:
+            options["redis_url"] = broker_url
         return options
 
     def _start_servers(self, stack: ExitStack) -> None:
@@ -297,7 +301,7 @@ class ScenarioRunner:
                 continue
             run.broker = self.broker if redis else None
             spec = run.variant.app_spec()
-            options = self._server_options(run.variant)
+            options = self._server_options(run.variant, self.broker and self.broker.url)
             servers: list[ServerProcess] = [
                 ServerProcess(
                     run.variant.stack,
@@ -448,7 +452,7 @@ class ScenarioRunner:
         pyspy = self._pyspy
         for i, value in enumerate(sweep.points):
             last = i == len(sweep.points) - 1
-            self.plan = replace(base, **{sweep.parameter: value})
+            self.plan = plan_at(base, sweep.parameter, value)
             if sweep.parameter == "payload_bytes" and base.workload == "echo":
                 self.plan = replace(self.plan, payload_file=str(echo_payload_file(payloads, value)))
             if i:
@@ -476,11 +480,11 @@ class ScenarioRunner:
         if self.rate_hz > MAX_RATE_HZ:
             raise WsprofError(f"--rate-hz must be at most {MAX_RATE_HZ}, not {self.rate_hz}")
         try:
-            points = [None] if self.sweep is None else list(self.sweep.points)
+            points: list[int | None] = [None] if self.sweep is None else [*self.sweep.points]
             for point in points:
                 if point is not None:
                     assert self.sweep is not None
-                    plan = replace(self.plan, **{self.sweep.parameter: point})
+                    plan = plan_at(self.plan, self.sweep.parameter, point)
                 if plan.workload == "echo" and not (
                     self.sweep is not None and self.sweep.parameter == "payload_bytes"
                 ):
@@ -489,6 +493,8 @@ class ScenarioRunner:
             for variant in self.scenario.variants:
                 if (spec := variant.app_spec()) is not None:
                     check_installed(spec)
+                else:  # the options the runner adds (handler, redis_url) must be known
+                    validate_options(variant.stack, self._server_options(variant, REDIS_PROBE))
             if any(v.options.get("manager") == "redis" for v in self.scenario.variants):
                 from wsprof.servers.redis import require_redis_server
 
@@ -592,4 +598,3 @@ class ScenarioRunner:
             sweep_parameter=None if self.sweep is None else self.sweep.parameter,
             sweep_points=tuple(self.sweep_points),
         )
-

@@ -15,6 +15,7 @@ from typing import Any
 #: The parameters a sweep may vary, with the unit its growth is stated in.
 SWEEP_PARAMETERS = {"connections": "connection", "recipients": "recipient", "payload_bytes": "KB"}
 
+
 @dataclass(frozen=True)
 class Sweep:
     """``parameter`` = one of SWEEP_PARAMETERS; ``points`` its values, in run order."""
@@ -72,7 +73,7 @@ def growth(sweep: Sweep, workload: str, rows: Sequence[dict[str, Any]]) -> dict[
 
 
 def growth_text(g: dict[str, Any]) -> str:
-    """"+0.012 server CPU µs per message per added connection (r² 0.98)", or why there is none."""
+    """ "+0.012 server CPU µs per message per added connection (r² 0.98)", or why there is none."""
     if g["per_unit"] is None:
         return f"no growth: {g['points']} finished point(s)"
     r2 = "" if g["r2"] is None else f" (r² {g['r2']:.2f})"

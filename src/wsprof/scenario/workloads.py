@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,9 @@ from wsprof.scenario.contention import OtherLoad
 from wsprof.scenario.files import LoadPlan
 from wsprof.scenario.record import Window
 from wsprof.servers.launcher import ServerProcess
+
+#: A well-formed redis URL for checking a variant's options before redis-server runs.
+REDIS_PROBE = "redis://127.0.0.1:6379/0"
 
 
 def packet_format(serializer: str) -> str:
@@ -301,6 +304,12 @@ def broadcast_rate(plan: LoadPlan, capacities: Sequence[Sequence[Window]]) -> fl
         if windows and all(w.elapsed_s for w in windows)
     ]
     return max(1.0, round(plan.latency_load * min(rates), 1)) if rates else None
+
+
+def plan_at(plan: LoadPlan, parameter: str, value: int) -> LoadPlan:
+    """``plan`` at one sweep point."""
+    changes: dict[str, Any] = {parameter: value}
+    return replace(plan, **changes)
 
 
 def echo_payload_file(directory: Path, size: int) -> Path:
