@@ -94,3 +94,110 @@ def test_the_workload_scenarios_ship_and_load(name: str):
     assert scenario.load.workload != "echo"
     quick = scenario.plan(quick=True)
     assert quick.capacity_window_s <= scenario.load.capacity_window_s
+
+
+def _run_scenario(tmp_path: Path, text: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    path = tmp_path / "scenario.toml"
+    path.write_text(text)
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wsprof",
+            "scenario",
+            str(path),
+            "--json",
+            str(out),
+            "--out",
+            str(tmp_path / "fg"),
+            "--no-profile",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    jsonschema.validate(doc, SCHEMA)
+    return proc, doc
+
+
+BROADCAST_SWEEP = """
+name = "broadcast-sweep"
+description = "a broadcast sweep over recipients, tiny windows: a test, not a benchmark"
+[load]
+workload = "broadcast"
+recipients = 2
+warmup_s = 0.2
+capacity_window_s = 0.5
+latency_window_s = 0.5
+repeats = 1
+[sweep]
+recipients = [2, 8]
+[[variants]]
+name = "starlette-raw"
+stack = "starlette-raw"
+[[variants]]
+name = "socketio-asgi"
+stack = "socketio-asgi"
+"""
+
+
+def test_a_broadcast_sweep_counts_every_delivery_at_each_point(tmp_path: Path):
+    pytest.importorskip("wsprof.client.broadcast", reason="the broadcast client is not merged yet")
+    proc, doc = _run_scenario(tmp_path, BROADCAST_SWEEP)
+    assert doc["workload"] == "broadcast"
+    for name, entry in doc["sweep"]["variants"].items():
+        assert [r["point"] for r in entry["rows"]] == [2, 8], name
+        for row in entry["rows"]:
+            assert row["status"] == "ok"
+            assert row["recipients"] == row["point"]
+            assert row["deliveries_per_s"] > 0 and row["server_cpu_us_per_delivery"] > 0
+            assert row["missing"] == 0 and row["duplicates"] == 0
+            assert 0 < row["latency_us"]["p50"] <= row["latency_us"]["p99"]
+        assert entry["growth"]["unit"] == "recipient"
+    assert doc["latency_rate_msgs_per_s"] > 0  # broadcasts/s offered in the open-loop windows
+    assert "deliveries/s" in proc.stdout
+
+
+IDLE_AND_CONNECT = """
+name = "{workload}-tiny"
+description = "tiny {workload} windows: a test, not a benchmark"
+[load]
+workload = "{workload}"
+connections = 20
+idle_window_s = 1.5
+capacity_window_s = 0.5
+warmup_s = 0.2
+repeats = 1
+[[variants]]
+name = "starlette-raw"
+stack = "starlette-raw"
+[[variants]]
+name = "socketio-asgi"
+stack = "socketio-asgi"
+options = {{ ping_interval = 1 }}
+"""
+
+
+def test_idle_connections_cost_memory_and_answer_heartbeats(tmp_path: Path):
+    pytest.importorskip("wsprof.client.connections", reason="the idle client is not merged yet")
+    _, doc = _run_scenario(tmp_path, IDLE_AND_CONNECT.format(workload="idle"))
+    raw, sio = doc["variants"]
+    for v in (raw, sio):
+        assert v["status"] == "ok" and v["connections"] == 20 and v["failed"] == 0
+        assert v["rss_kb_per_connection"] is not None
+        assert v["idle_cpu_us_per_s_per_1k"] >= 0
+    assert raw["heartbeats"] == 0
+    assert sio["heartbeats"] > 0  # ping_interval 1 s over a 1.5 s window, for 20 connections
+
+
+def test_connect_rate_counts_connections_and_their_cost(tmp_path: Path):
+    pytest.importorskip("wsprof.client.connections", reason="the connect client is not merged yet")
+    _, doc = _run_scenario(tmp_path, IDLE_AND_CONNECT.format(workload="connect"))
+    for v in doc["variants"]:
+        assert v["status"] == "ok"
+        assert v["connects_per_s"] > 0 and v["server_cpu_us_per_connection"] > 0
+        assert 0 < v["connect_latency_us"]["p50"] <= v["connect_latency_us"]["p99"]

@@ -19,7 +19,7 @@ from wsprof.profiling.folded import Stack
 from wsprof.profiling.layers import RuleSet, layer_colour
 from wsprof.report.html_charts import latency_chart, layer_bars, wilson
 from wsprof.report.html_flame import diff_data, flame_data
-from wsprof.report.html_sweep import sweep_section
+from wsprof.report.html_sweep import sweep_section, workload_section
 
 US = "µs/msg"
 
@@ -429,6 +429,7 @@ def scenario_html(
     body.append(f'<p class="answer" id="answer">{_e(answer(doc))}</p>')
     body.extend(_notices(doc))
     body.append(_results(doc))
+    body.append(workload_section(doc))
     body.append(sweep_section(doc))
     body.append(_latency(doc))
     body.append(_layers(doc, colours))

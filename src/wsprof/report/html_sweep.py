@@ -1,4 +1,4 @@
-"""The sweep section of report.html: the cost curve, one line per variant, and its rows.
+"""report.html's workload figures and sweep section: the cost curve, one line per variant.
 
 Static SVG like html_charts: x is the swept parameter, y the metric the growth
 is fitted to (server CPU µs per message / delivery / connection, or server RSS
@@ -13,6 +13,7 @@ from html import escape
 from typing import Any
 
 from wsprof.report.html_charts import colour
+from wsprof.report.scenario import WORKLOAD_COLUMNS
 from wsprof.scenario.sweep import growth_text
 
 
@@ -114,3 +115,30 @@ def sweep_section(doc: Mapping[str, Any]) -> str:
         + f'<p class="note">{_e(sweep["note"])}; the profiled window ran at the last point '
         f"({_e(sweep.get('profiled_point'))}).</p>"
     )
+
+
+def _rows_table(head: list[str], rows: list[list[str]]) -> str:
+    h = "".join(f"<th>{c}</th>" for c in head)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="results"><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def workload_section(doc: Mapping[str, Any]) -> str:
+    """The workload's own figures per variant and, for a sweep, per point (none for echo)."""
+    workload = doc.get("workload", "echo")
+    columns = WORKLOAD_COLUMNS.get(workload, [])
+    if workload == "echo" and not doc.get("sweep"):
+        return ""
+    rows = []
+    if doc.get("sweep"):
+        head = ["variant", _e(doc["sweep"]["parameter"]), *(_e(c) for c, _ in columns)]
+        for name, entry in doc["sweep"]["variants"].items():
+            for r in entry["rows"]:
+                cells = [_e(show(r)) for _, show in columns] if r["status"] == "ok" else ["failed"]
+                rows.append([_e(name), _e(format(r["point"], ",")), *cells])
+    else:
+        head = ["variant", *(_e(c) for c, _ in columns)]
+        for v in doc["variants"]:
+            cells = [_e(show(v)) for _, show in columns] if v["status"] == "ok" else ["failed"]
+            rows.append([_e(v["name"]), *cells])
+    return f'<h2 id="workload">{_e(workload)} workload</h2>' + _rows_table(head, rows)
