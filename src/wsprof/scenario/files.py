@@ -381,7 +381,7 @@ def parse_scenario(text: str, source: str) -> Scenario:
             raise _bad(source, f"{where}.options", "must be a table")
         options = {k: str(v) for k, v in dict(raw.get("options", {})).items()}
         try:
-            validate_options(raw["stack"], options)
+            validate_options(raw["stack"], with_broker_url(options))
         except ValueError as exc:
             raise _bad(source, f"{where}.stack/options", str(exc)) from None
         processes = _check_processes(source, where, raw, options, load.workload)
@@ -402,6 +402,18 @@ def parse_scenario(text: str, source: str) -> Scenario:
         sweep=sweep,
         quick_sweep=quick_sweep,
     )
+
+
+#: A well-formed redis URL for checking options before redis-server runs (the runner
+#: passes the URL of the one it starts).
+REDIS_PROBE = "redis://127.0.0.1:6379/0"
+
+
+def with_broker_url(options: dict[str, str]) -> dict[str, str]:
+    """``options`` as the runner will start them: manager = "redis" gets its redis_url."""
+    if options.get("manager") == "redis" and "redis_url" not in options:
+        return {**options, "redis_url": REDIS_PROBE}
+    return options
 
 
 MAX_SWEEP_POINTS = 20

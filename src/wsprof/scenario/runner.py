@@ -37,6 +37,7 @@ from wsprof.scenario.contention import OtherLoad
 from wsprof.scenario.files import (
     MAX_RATE_HZ,
     MAX_REPEATS,
+    REDIS_PROBE,
     LoadPlan,
     Scenario,
     Variant,
@@ -47,7 +48,6 @@ from wsprof.scenario.record import ScenarioRecord, SweepPoint, VariantRun, Windo
 from wsprof.scenario.rundirs import check_out_dir, claim_run_dir
 from wsprof.scenario.sweep import Sweep
 from wsprof.scenario.workloads import (
-    REDIS_PROBE,
     Target,
     broadcast_rate,
     client_connections,

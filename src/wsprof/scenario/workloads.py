@@ -24,9 +24,6 @@ from wsprof.scenario.files import LoadPlan
 from wsprof.scenario.record import Window
 from wsprof.servers.launcher import ServerProcess
 
-#: A well-formed redis URL for checking a variant's options before redis-server runs.
-REDIS_PROBE = "redis://127.0.0.1:6379/0"
-
 
 def packet_format(serializer: str) -> str:
     """What the client must speak: orjson (through the shim) still writes JSON packets."""
