@@ -431,7 +431,8 @@ def scenario_html(
     body.append(_results(doc))
     body.append(workload_section(doc))
     body.append(sweep_section(doc))
-    body.append(_latency(doc))
+    if doc.get("workload", "echo") != "idle":  # idle connections make no round trips
+        body.append(_latency(doc))
     body.append(_layers(doc, colours))
     body.append(_flames(doc, stacks, rules, missing or {}))
     body.extend((_budget(doc), _closure(doc), _overhead(doc), environment_block(doc["env"])))
