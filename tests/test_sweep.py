@@ -239,8 +239,8 @@ def test_a_broadcast_sweep_with_a_failure_mid_ramp_keeps_its_rows_and_validates(
     assert first["missing"] == 2 and first["duplicates"] == 0
     assert first["broker_us_per_delivery"] == pytest.approx(50.0)
     assert first["cross_latency_us"] == {"p50": 300.0, "p99": 800.0}
-    # 10 µs/delivery at 10 recipients, 12 at 100: 2 µs more over 90 recipients
-    assert entry["growth"]["per_unit"] == pytest.approx(2 / 90)
+    # 100 broadcasts: 100 µs each at 10 recipients, 1200 at 100: 1100 µs over 90 recipients
+    assert entry["growth"]["per_unit"] == pytest.approx(1100 / 90)
     assert entry["growth"]["unit"] == "recipient"
     console = Console(record=True, width=250)
     render_scenario(doc, console)

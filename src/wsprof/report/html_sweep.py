@@ -13,7 +13,7 @@ from html import escape
 from typing import Any
 
 from wsprof.report.html_charts import colour
-from wsprof.report.scenario import WORKLOAD_COLUMNS
+from wsprof.report.scenario import WORKLOAD_COLUMNS, sweep_columns
 from wsprof.scenario.sweep import growth_text
 
 
@@ -131,6 +131,7 @@ def workload_section(doc: Mapping[str, Any]) -> str:
         return ""
     rows = []
     if doc.get("sweep"):
+        columns = sweep_columns(dict(doc))
         head = ["variant", _e(doc["sweep"]["parameter"]), *(_e(c) for c, _ in columns)]
         for name, entry in doc["sweep"]["variants"].items():
             for r in entry["rows"]:

@@ -278,6 +278,12 @@ def _cross(lat: dict[str, float] | None) -> str:
     return "-" if not lat else f"{lat['p50']:,.0f}/{lat['p99']:,.0f}"
 
 
+def sweep_columns(doc: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The workload's columns less the swept parameter's own (the point column shows it)."""
+    swept = doc["sweep"]["parameter"]
+    return [c for c in WORKLOAD_COLUMNS[doc.get("workload", "echo")] if c[0] != swept]
+
+
 def _workload_table(doc: dict[str, Any]) -> Table | None:
     """The workload's own figures per variant (echo's are the main table's)."""
     workload = doc.get("workload", "echo")
@@ -301,7 +307,7 @@ def _sweep_table(doc: dict[str, Any]) -> Table | None:
     sweep = doc.get("sweep")
     if not sweep:
         return None
-    columns = WORKLOAD_COLUMNS[doc.get("workload", "echo")]
+    columns = sweep_columns(doc)
     caption = [sweep["note"]]
     for name, entry in sweep["variants"].items():
         line = f"{_text(name)}: {growth_text(entry['growth'])}"

@@ -50,7 +50,8 @@ def fit_line(xs: Sequence[float], ys: Sequence[float]) -> dict[str, float | None
 #: What growth is fitted for each workload: the variant-entry key and what it measures.
 GROWTH_METRIC = {
     "echo": ("server_cpu_us_per_msg", "server CPU µs per message"),
-    "broadcast": ("server_cpu_us_per_msg", "server CPU µs per delivery"),
+    # per broadcast: its slope is what one more recipient costs (per delivery only amortises)
+    "broadcast": ("server_cpu_us_per_broadcast", "server CPU µs per broadcast"),
     "connect": ("server_cpu_us_per_msg", "server CPU µs per connection"),
     "idle": ("server_rss_kb", "server RSS KB"),
 }
