@@ -47,6 +47,13 @@ def _main_table(doc: dict[str, Any]) -> Table:
         caption=f"capacity: closed loop, {plan['in_flight']} in flight per connection; latency: open loop at "
         f"{(doc['latency_rate_msgs_per_s'] or 0):,.0f} msgs/s for every variant, timed from intended send times",
     )
+    if doc.get("workload", "echo") != "echo":
+        table.title = (
+            f"wsprof scenario {doc['scenario']}: medians ± MAD of {plan['repeats']} window(s)"
+        )
+        table.caption = WORKLOAD_CAPTIONS[doc["workload"]].format(
+            rate=doc["latency_rate_msgs_per_s"] or 0
+        )
     for col in (
         "variant",
         "msgs/s (capacity)",
@@ -271,6 +278,15 @@ WORKLOAD_COLUMNS: dict[str, list[tuple[str, Any]]] = {
         ("p99 µs", lambda v: _f((v.get("latency_us") or {}).get("p99"), ",.0f")),
         ("RSS MB", lambda v: _f(v.get("server_rss_mb"), ".0f")),
     ],
+}
+
+
+#: What the main table's columns mean for each workload beyond echo.
+WORKLOAD_CAPTIONS = {
+    "broadcast": "msgs/s = deliveries/s at capacity (closed loop), server CPU µs per delivery; "
+    "latency: send -> delivery, open loop at {rate:,.1f} broadcasts/s",
+    "idle": "connections held idle: see the idle table (no messages, no latency)",
+    "connect": "msgs/s = connections opened/s (closed loop), server CPU µs per connection",
 }
 
 
