@@ -98,6 +98,8 @@ def test_stack_names_and_defaults() -> None:
         "serializer": "json",
         "ping_interval": "25",
         "ping_timeout": "20",
+        "manager": "memory",
+        "redis_url": "",
     }
     assert validate_options("websockets-raw", {"loop": "asyncio"}) == {"loop": "asyncio"}
     assert validate_options("fastapi", {}) == {"loop": "uvloop", "ws": "websockets", "workers": "1"}
@@ -106,6 +108,8 @@ def test_stack_names_and_defaults() -> None:
         "serializer",
         "ping_interval",
         "ping_timeout",
+        "manager",
+        "redis_url",
     }
 
 

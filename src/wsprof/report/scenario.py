@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from wsprof.report.attribution import share_text
 from wsprof.scenario.files import printable
 from wsprof.scenario.sweep import growth_text
 
@@ -99,7 +100,9 @@ def _layer_table(doc: dict[str, Any]) -> Table | None:
     if not doc["profiling"].get("native"):
         caption += (
             "; without --native, C work (uvloop's I/O and syscalls, orjson, greenlet "
-            "switches) is charged to the Python frame that called it"
+            "switches) is charged to the Python frame that called it, so kernel-io is "
+            "apportioned from the /proc system share of the profiled window and the other "
+            "layers scaled to fit (assumes system time is spread over them by their samples)"
         )
     table = Table(
         title="server CPU µs/message by layer (py-spy shares x clean CPU µs/msg)",
@@ -115,7 +118,7 @@ def _layer_table(doc: dict[str, Any]) -> Table | None:
         row = [layer]
         for v in profiled:
             entry = v["layers"].get(layer, {"us_per_msg": 0.0, "share": 0.0})
-            row.append(f"{entry['us_per_msg']:.1f} ({entry['share']:.0%})")
+            row.append(_layer_cell(entry))
         for v in profiled[1:]:
             row.append(_signed(v.get("layer_deltas_us", {}).get(layer), ".1f"))
         table.add_row(*row)
@@ -140,7 +143,50 @@ def _layer_table(doc: dict[str, Any]) -> Table | None:
     table.add_row(
         "samples", *[f"{v['profile_samples']:,}" for v in profiled], *[""] * (len(profiled) - 1)
     )
+    _os_rows(table, profiled)
     return table
+
+
+def _pyspy_line(check: dict[str, Any] | None) -> str | None:
+    """py-spy's own errors and missed samples, when it had any."""
+    if not check or not (check.get("pyspy_errors") or (check.get("missed_share") or 0) > 0.05):
+        return None
+    taken = check["pyspy_samples"] if check["pyspy_samples"] is not None else "?"
+    missed = check["missed_share"] or 0.0
+    return (
+        f"py-spy took {taken} of ~{check['expected_samples']:,} expected samples "
+        f"(missed {missed:.1%}), {check['pyspy_errors'] or 0} errors"
+    )
+
+
+def _layer_cell(entry: dict[str, Any]) -> str:
+    """``12.3 (41.2% ±1.3)``: µs/message and the share with its 95% interval."""
+    return f"{entry['us_per_msg']:.1f} ({share_text(entry['share'], entry.get('share_ci95'))})"
+
+
+def _os_rows(table: Table, profiled: list[dict[str, Any]]) -> None:
+    """The kernel's own split beside the layers, and how kernel-io was found."""
+    pad = [""] * (len(profiled) - 1)
+
+    def cell(value: float | None, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    table.add_row(
+        "/proc user µs/msg", *[cell(v.get("server_user_us_per_msg"), ".1f") for v in profiled], *pad
+    )
+    table.add_row(
+        "/proc system µs/msg",
+        *[cell(v.get("server_system_us_per_msg"), ".1f") for v in profiled],
+        *pad,
+    )
+    table.add_row(
+        "/proc system share (profiled)",
+        *[cell(v.get("proc_system_share"), ".1%") for v in profiled],
+        *pad,
+    )
+    table.add_row(
+        "kernel-io method", *[str(v.get("kernel_io_method", "-")) for v in profiled], *pad
+    )
 
 
 def _budget_table(doc: dict[str, Any]) -> Table | None:
@@ -374,6 +420,8 @@ def render_scenario(doc: dict[str, Any], console: Console) -> None:
     for v in doc["variants"]:
         if v.get("sampling_note"):
             console.print(f"[bold yellow]{_text(v['name'])}:[/] {_text(v['sampling_note'])}")
+        if (line := _pyspy_line(v.get("sampling"))) is not None:
+            console.print(f"{_text(v['name'])}: {_text(line)}")
     if doc.get("report_html"):
         console.print(f"report: {_text(doc['report_html'])} (open it in a browser)")
     bound = [v["name"] for v in doc["variants"] if v.get("client_bound")]

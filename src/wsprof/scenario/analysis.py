@@ -16,8 +16,15 @@ from typing import Any
 
 from wsprof import stats
 from wsprof.client.histogram import PyHistogram, latency_summary_us
-from wsprof.profiling.attribute import attribute, layer_us_per_msg
-from wsprof.profiling.folded import Stack
+from wsprof.profiling.attribute import (
+    attribute,
+    kernel_io_json,
+    layer_us_per_msg,
+    sampling_check,
+    sampling_note,
+    with_proc_split,
+)
+from wsprof.profiling.folded import Stack, processes, total_samples
 from wsprof.profiling.layers import RuleSet
 from wsprof.scenario.closure import closure_entries
 from wsprof.scenario.contention import CONTENTION_CORES, contended
@@ -70,6 +77,26 @@ def _contention(windows: Sequence[Window]) -> dict[str, Any]:
     }
 
 
+def _os_split(windows: Sequence[Window]) -> dict[str, Any]:
+    """The kernel's user/system split of the clean windows: medians per message, system share."""
+    counted = [w for w in windows if w.messages and w.server_user_s + w.server_system_s > 0]
+    if not counted:
+        return {
+            "server_user_us_per_msg": None,
+            "server_system_us_per_msg": None,
+            "system_share": None,
+        }
+    return {
+        "server_user_us_per_msg": stats.median(
+            [w.server_user_s * 1e6 / w.messages for w in counted]
+        ),
+        "server_system_us_per_msg": stats.median(
+            [w.server_system_s * 1e6 / w.messages for w in counted]
+        ),
+        "system_share": stats.median([w.system_share or 0.0 for w in counted]),
+    }
+
+
 def _variant_figures(run: VariantRun) -> dict[str, Any]:
     cap = run.capacity
     lat = run.latency
@@ -95,38 +122,61 @@ def _variant_figures(run: VariantRun) -> dict[str, Any]:
         "client_cpu_us_per_msg_at_rate": stats.median([w.client_cpu_us_per_msg for w in lat])
         if lat
         else None,
+        **_os_split(cap),
         "errors": _sum_errors(cap + lat),
         "contention": _contention(cap + lat + ((run.profiled,) if run.profiled else ())),
     }
 
 
-#: Below this many samples a layer's share moves by several points from run to run.
-FEW_SAMPLES = 1000
-
-
-def sampling_note(samples: int) -> str | None:
-    """Say when the profiled window's layer shares cannot be trusted, instead of hiding it."""
-    if samples == 0:
-        return "py-spy recorded no samples in the profiled window: no layer figures"
-    if samples < FEW_SAMPLES:
-        return f"only {samples:,} samples (< {FEW_SAMPLES:,}): layer shares are rough"
-    return None
+def _sampling(
+    run: VariantRun, stacks: Sequence[Stack], rate_hz: int, window_s: float
+) -> dict[str, Any]:
+    """py-spy's misses and errors in the profiled window (expected: rate x window x processes)."""
+    summary = run.pyspy or {}
+    procs = max(1, len(processes(stacks)))
+    return sampling_check(
+        rate_hz * window_s * procs,
+        total_samples(stacks),
+        summary.get("samples"),
+        summary.get("errors"),
+    )
 
 
 def _attribution(
-    run: VariantRun, stacks: Sequence[Stack], rules: RuleSet, figures: dict[str, Any]
+    run: VariantRun,
+    stacks: Sequence[Stack],
+    rules: RuleSet,
+    figures: dict[str, Any],
+    native: bool = False,
+    rate_hz: int = 0,
+    window_s: float = 0.0,
 ) -> dict[str, Any]:
     """Layers and the profiler overhead of one variant's profiled window."""
     assert run.folded is not None and run.profiled is not None
-    attribution = attribute(stacks, rules)
+    sampled = attribute(stacks, rules)
+    profiled = run.profiled
+    # kernel-io agrees with the kernel's split of the profiled window itself (see with_proc_split).
+    attribution = with_proc_split(
+        sampled, profiled.server_user_s, profiled.server_system_s, native=native
+    )
     us = layer_us_per_msg(attribution, figures["server_cpu_us_per_msg"])
     adjacent = run.capacity[-1].msgs_per_s  # the clean window right before the profiled one
     return {
         "layers": {
-            name: {"share": share.share, "samples": share.samples, "us_per_msg": us[name]}
+            name: {
+                "share": share.share,
+                "share_ci95": list(share.ci95),
+                "samples": share.samples,
+                "us_per_msg": us[name],
+            }
             for name, share in attribution.layers.items()
         },
+        **kernel_io_json(attribution),
+        "sampled_kernel_io_share": sampled.layers["kernel-io"].share
+        if "kernel-io" in sampled.layers
+        else None,
         "profile_samples": attribution.total_samples,
+        "sampling": _sampling(run, stacks, rate_hz, window_s),
         "sampling_note": sampling_note(attribution.total_samples),
         "idle_samples": attribution.idle_samples,
         "profiled_messages": run.profiled.messages,
@@ -211,7 +261,17 @@ def _variant(
     if attribute and run.ok and run.folded is not None:
         if stacks is None:
             raise ValueError(f"no stacks given for the recording of {run.variant.name}")
-        entry.update(_attribution(run, stacks, rules, entry))
+        entry.update(
+            _attribution(
+                run,
+                stacks,
+                rules,
+                entry,
+                native=record.native,
+                rate_hz=record.rate_hz,
+                window_s=record.plan.profile_window_s,
+            )
+        )
         if entry.get("latency_us") and entry["server_cpu_us_per_msg_at_rate"] is not None:
             shares = {k: v["share"] for k, v in entry["layers"].items()}
             entry["latency_budget"] = latency_budget(

@@ -39,6 +39,16 @@ class Window:
     other_cpu_cores: float = 0.0
     # Workload figures of the window (broadcasts, deliveries, missing, connections, ...).
     figures: dict[str, float] = field(default_factory=dict)
+    # The kernel's user/system split of the server tree over the window (/proc stat ticks):
+    # attribution's kernel-io is checked against (or apportioned from) the system part.
+    server_user_s: float = 0.0
+    server_system_s: float = 0.0
+
+    @property
+    def system_share(self) -> float | None:
+        """System time over user + system of the window (None when no ticks were seen)."""
+        total = self.server_user_s + self.server_system_s
+        return self.server_system_s / total if total > 0 else None
 
     @property
     def msgs_per_s(self) -> float:
@@ -82,6 +92,8 @@ class VariantRun:
     folded: str | None = None  # py-spy's folded file of that window
     rss_bytes: int = 0
     error: str | None = None
+    # py-spy's summary of its recording (samples taken, errors, seconds); None if none.
+    pyspy: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -102,6 +114,7 @@ class VariantRun:
             "folded": self.folded,
             "rss_bytes": self.rss_bytes,
             "error": self.error,
+            "pyspy": self.pyspy,
         }
 
     @classmethod
@@ -115,6 +128,7 @@ class VariantRun:
             folded=data["folded"],
             rss_bytes=data["rss_bytes"],
             error=data["error"],
+            pyspy=data.get("pyspy"),
         )
 
 

@@ -16,7 +16,6 @@ progress through a callback; analysis and presentation happen elsewhere.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -44,12 +43,14 @@ from wsprof.scenario.files import (
     file_component,
     printable,
 )
+from wsprof.scenario.placement import pinning, worker_warnings
 from wsprof.scenario.record import ScenarioRecord, SweepPoint, VariantRun, Window
 from wsprof.scenario.rundirs import check_out_dir, claim_run_dir
 from wsprof.scenario.sweep import Sweep
 from wsprof.scenario.workloads import (
     Target,
     broadcast_rate,
+    check_echo_plan,
     client_connections,
     echo_payload_file,
     has_latency_phase,
@@ -69,20 +70,18 @@ from wsprof.servers.stacks import validate_options
 __all__ = ["ScenarioRunner", "check_out_dir", "claim_run_dir", "packet_format", "reply_contract"]
 
 
-def _pinning() -> tuple[int | None, list[int] | None]:
-    """Server on one core, client on another, when there are two or more."""
-    cores = sorted(os.sched_getaffinity(0))
-    if len(cores) >= 2:
-        return cores[-1], [cores[0]]
-    return None, None
+def _profile_settings(plan: LoadPlan, rate_hz: int | None, native: bool) -> tuple[int, float]:
+    """Sampling rate and profiled window: the scenario's, or with --native the native defaults.
 
+    Native samples pause the server, so unless a rate is given it is the low native rate and
+    the window long enough for >= 2,000 samples at it (never shorter than the scenario's).
+    """
+    from wsprof.profiling.pyspy import NATIVE_RATE_HZ, native_window_s
 
-def _workers(variant: Variant) -> int:
-    """Server worker processes: an app's ``workers``, or a bundled stack's ``workers`` option."""
-    if variant.app_spec() is not None:
-        return variant.workers
-    value = variant.options.get("workers", "1")
-    return int(value) if value.isdigit() else 1
+    if not native:
+        return rate_hz or plan.profile_rate_hz, plan.profile_window_s
+    rate = rate_hz or NATIVE_RATE_HZ
+    return rate, max(plan.profile_window_s, native_window_s(rate))
 
 
 @dataclass
@@ -97,6 +96,7 @@ class LiveVariant:
     folded: Path | None = None
     rss_bytes: int = 0
     error: str | None = None
+    pyspy: dict[str, Any] | None = None  # py-spy's own summary of the profiled window
     extra_servers: list[ServerProcess] = field(default_factory=list)  # processes = N > 1
     broker: Any = None  # the scenario's RedisServer, for a variant with manager = "redis"
 
@@ -128,6 +128,7 @@ class LiveVariant:
             folded=None if self.folded is None else str(self.folded),
             rss_bytes=self.rss_bytes,
             error=self.error,
+            pyspy=self.pyspy,
         )
 
 
@@ -152,15 +153,16 @@ class ScenarioRunner:
         plan = scenario.plan(quick)
         self.plan: LoadPlan = plan if repeats is None else replace(plan, repeats=repeats)
         self.profile = profile
-        self.rate_hz = rate_hz or self.plan.profile_rate_hz
         self.native = native
+        self.rate_hz, window = _profile_settings(self.plan, rate_hz, native)
+        self.plan = replace(self.plan, profile_window_s=window)  # the record says what ran
         self.rules = rules
         self.on_progress = on_progress
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self.out_root = Path(out_dir)
         # Claimed (created, never shared) when profiling starts; names from sanitised names.
         self.out_dir = self.out_root / file_component(scenario.name) / self.run_id
-        self.server_cpu, self.client_cpus = _pinning()
+        self.server_cpu, self.client_cpus = pinning()
         self.client = "fast" if fastpath.available("_loadclient") else "reference"
         self.runs = [LiveVariant(v) for v in scenario.variants]
         self.sweep: Sweep | None = scenario.sweep_for(quick)
@@ -205,9 +207,11 @@ class ScenarioRunner:
         server = run.server
         assert server is not None
         marks: dict[str, float] = {}
+        splits: dict[str, tuple[float, float]] = {}
 
         def mark(name: str) -> None:
             marks[name] = server.cpu_seconds()
+            splits[name] = server.cpu_split()
             if on_mark is not None:
                 on_mark(name)
 
@@ -242,6 +246,8 @@ class ScenarioRunner:
             errors=result.errors,
             histogram=result.histogram,
             other_cpu_cores=other_cpu_cores,
+            server_user_s=splits["end"][0] - splits["start"][0],
+            server_system_s=splits["end"][1] - splits["start"][1],
         )
 
     def _capacity_window(self, run: LiveVariant) -> None:
@@ -334,7 +340,11 @@ class ScenarioRunner:
                 self._advance(f"capacity {run.variant.name} ({r + 1}/{self.plan.repeats})")
                 self._guarded(run, self._capacity_window)
                 if last and self._pyspy is not None:
-                    self._advance(f"profiling {run.variant.name} (py-spy at {self.rate_hz} Hz)")
+                    mode = ", native: blocking" if self.native else ""
+                    self._advance(
+                        f"profiling {run.variant.name} (py-spy at {self.rate_hz} Hz{mode}, "
+                        f"{self.plan.profile_window_s:g} s)"
+                    )
                     self._guarded(run, self._profile_one)
 
     def _choose_rate(self) -> None:
@@ -383,6 +393,9 @@ class ScenarioRunner:
         # py-spy runs --nonblocking (it reads the server's memory without pausing it:
         # a paused server loses throughput, which would be the profiler's, not the
         # stack's), started from the client's thread so it shares the client's core.
+        # --native cannot: py-spy pauses the server per sample, so it runs at a lower
+        # rate over a longer window (_profile_settings), on the server's own core (idle
+        # while paused), and the overhead is reported as for every profiled window.
         pyspy = self._pyspy
         server = run.server
         assert server is not None and pyspy is not None
@@ -398,7 +411,7 @@ class ScenarioRunner:
                         duration=self.plan.profile_window_s,
                         rate=self.rate_hz,
                         native=self.native,
-                        nonblocking=True,
+                        nonblocking=not self.native,
                         # Worker trees (gunicorn, uvicorn --workers) work in children; and
                         # without it py-spy writes a sample with no frames as a bare " N" line.
                         subprocesses=True,
@@ -408,7 +421,8 @@ class ScenarioRunner:
         try:
             run.profiled = self._window(run, "profile", self.plan.profile_window_s, None, on_mark)
             for recorder in recorders:
-                recorder.wait()
+                rec = recorder.wait()
+                run.pyspy = {"samples": rec.samples, "errors": rec.errors, "seconds": rec.seconds}
             run.folded = folded
         except pyspy.ProfilerUnavailable as exc:
             self.profiler_note = str(exc)
@@ -488,7 +502,7 @@ class ScenarioRunner:
                 if plan.workload == "echo" and not (
                     self.sweep is not None and self.sweep.parameter == "payload_bytes"
                 ):
-                    self._check_echo_plan(plan)
+                    check_echo_plan(plan, self.scenario.source)
                 ensure_fd_limit(client_connections(plan))
             for variant in self.scenario.variants:
                 if (spec := variant.app_spec()) is not None:
@@ -502,45 +516,9 @@ class ScenarioRunner:
         except WsprofError as exc:
             raise WsprofError(f"{printable(self.scenario.source)}: {exc}") from None
 
-    def _check_echo_plan(self, plan: LoadPlan) -> None:
-        rate = None if plan.latency_rate == "auto" else float(plan.latency_rate)
-        for duration, window_rate in (
-            (plan.capacity_window_s, None),
-            (plan.latency_window_s, rate),
-            (plan.profile_window_s, None),
-        ):
-            LoadConfig(
-                url="ws://127.0.0.1:1/",
-                connections=plan.connections,
-                in_flight=plan.in_flight,
-                rate=window_rate,
-                duration=duration,
-                payload=plan.payload,
-                warmup=plan.warmup_s,
-                **reply_contract(plan, "raw", self.scenario.source),
-            )
-
     def worker_warnings(self) -> list[str]:
         """Variants whose workers outnumber the cores they get: their figures share cores."""
-        cores = len(os.sched_getaffinity(0))
-        pinned = 1 if self.server_cpu is not None else cores
-        warnings = []
-        for variant in self.scenario.variants:
-            workers = _workers(variant)
-            if workers <= 1:
-                continue
-            if workers > cores:
-                warnings.append(
-                    f"variant {variant.name}: {workers} workers > {cores} cores; "
-                    "workers and the load client share cores, so its figures understate the server"
-                )
-            elif workers > pinned:
-                warnings.append(
-                    f"variant {variant.name}: {workers} workers share the server's "
-                    f"{pinned} core (cpu {self.server_cpu}); the load client has the other"
-                    f"{'s' if cores - pinned > 1 else ''}"
-                )
-        return warnings
+        return worker_warnings(self.scenario.variants, self.server_cpu)
 
     def run(self) -> ScenarioRecord:
         """Measure every variant (servers are always stopped on the way out)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from wsprof import stats
+from wsprof.client.base import LoadConfig
 from wsprof.client.histogram import PyHistogram, latency_summary_us
 from wsprof.errors import MeasurementError
 from wsprof.scenario.contention import OtherLoad
@@ -49,6 +50,11 @@ class Target:
         """The server processes' CPU summed (the broker's is its own figure)."""
         return sum(s.cpu_seconds() for s in self.servers)
 
+    def cpu_split(self) -> tuple[float, float]:
+        """The server processes' (user, system) CPU seconds summed."""
+        splits = [s.cpu_split() for s in self.servers]
+        return sum(u for u, _ in splits), sum(k for _, k in splits)
+
     def broker_cpu_seconds(self) -> float:
         return 0.0 if self.broker is None else float(self.broker.cpu_seconds())
 
@@ -72,9 +78,11 @@ class Marks:
         self.cpu: dict[str, float] = {}
         self.broker: dict[str, float] = {}
         self.rss: dict[str, int] = {}
+        self.split: dict[str, tuple[float, float]] = {}
 
     def __call__(self, name: str) -> None:
         self.cpu[name] = self.target.cpu_seconds()
+        self.split[name] = self.target.cpu_split()
         self.broker[name] = self.target.broker_cpu_seconds()
         if name == "start":
             self.rss[name] = self.target.rss_bytes()
@@ -89,6 +97,13 @@ class Marks:
             self.cpu["end"] - self.cpu["start"],
             self.broker["end"] - self.broker["start"],
         )
+
+    def user_system(self) -> dict[str, float]:
+        """The servers' user/system split over the window, as Window fields."""
+        return {
+            "server_user_s": self.split["end"][0] - self.split["start"][0],
+            "server_system_s": self.split["end"][1] - self.split["start"][1],
+        }
 
 
 def _empty_histogram() -> dict[str, Any]:
@@ -158,6 +173,7 @@ def broadcast_window(
         errors=dict(result.errors),
         histogram=result.histogram,
         other_cpu_cores=other_cpu_cores,
+        **marks.user_system(),
         figures=figures,
     )
 
@@ -217,6 +233,7 @@ def idle_window(
         errors=dict(result.errors),
         histogram=_empty_histogram(),
         other_cpu_cores=other_cpu_cores,
+        **marks.user_system(),
         figures=figures,
     )
 
@@ -261,6 +278,7 @@ def connect_window(
         errors=dict(result.errors),
         histogram=result.histogram,
         other_cpu_cores=other_cpu_cores,
+        **marks.user_system(),
         figures={"connects": float(result.connects)},
     )
 
@@ -328,6 +346,26 @@ def reply_contract(plan: LoadPlan, mode: str, source: str) -> dict[str, Any]:
     if mode == "socketio":
         contract.update(event=plan.event, reply_event=plan.reply_event, ack=plan.ack)
     return contract
+
+
+def check_echo_plan(plan: LoadPlan, source: str) -> None:
+    """Every echo window's LoadConfig, built now so a bad value fails before any server starts."""
+    rate = None if plan.latency_rate == "auto" else float(plan.latency_rate)
+    for duration, window_rate in (
+        (plan.capacity_window_s, None),
+        (plan.latency_window_s, rate),
+        (plan.profile_window_s, None),
+    ):
+        LoadConfig(
+            url="ws://127.0.0.1:1/",
+            connections=plan.connections,
+            in_flight=plan.in_flight,
+            rate=window_rate,
+            duration=duration,
+            payload=plan.payload,
+            warmup=plan.warmup_s,
+            **reply_contract(plan, "raw", source),
+        )
 
 
 def client_connections(plan: LoadPlan) -> int:

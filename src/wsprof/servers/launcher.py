@@ -114,6 +114,7 @@ class ServerProcess:
         self._final_stderr: bytes | None = None
         self._known: dict[int, psutil.Process] = {}
         self._task_ns: dict[tuple[int, int], int] = {}
+        self._task_ticks: dict[tuple[int, int], tuple[int, int]] = {}
         self._use_schedstat = os.path.exists("/proc/self/task")
 
     # ----------------------------------------------------------------- start
@@ -309,6 +310,28 @@ class ServerProcess:
             by_pid[pid] = by_pid.get(pid, 0.0) + ns / 1e9
         return by_pid
 
+    def cpu_split(self) -> tuple[float, float]:
+        """(user, system) CPU seconds of the whole tree, every thread, since it started.
+
+        The kernel's own split, ``utime``/``stime`` of ``/proc/PID/task/TID/stat``
+        (clock ticks, 10 ms): what no sampler of Python stacks can see is how
+        much of the server's time the kernel spent on its behalf (socket
+        syscalls). A thread's last seen ticks are kept after it exits, as
+        :meth:`cpu_seconds` does. Without ``/proc``: psutil ``cpu_times()``.
+        """
+        self._require_started()
+        for process in self._remember_tree():
+            if self._use_schedstat:
+                sample_task_ticks(process.pid, self._task_ticks)
+                continue
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            ticks = (round(times.user * CLOCK_TICKS), round(times.system * CLOCK_TICKS))
+            self._task_ticks[(process.pid, 0)] = ticks
+        return ticks_split(self._task_ticks)
+
     def _sample_schedstat(self, pid: int) -> None:
         try:
             tids = os.listdir(f"/proc/{pid}/task")
@@ -455,6 +478,53 @@ class ServerProcess:
         return (
             f"<ServerProcess {self.stack} {self.options} port={self.port} pid={self.pid} {state}>"
         )
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+"""Ticks per second of ``utime``/``stime`` in ``/proc/.../stat``."""
+
+
+def sample_task_ticks(pid: int, seen: dict[tuple[int, int], tuple[int, int]]) -> None:
+    """Add every thread of ``pid`` to ``seen``: (pid, tid) -> (utime, stime) ticks, never less.
+
+    Fields 14 and 15 of ``stat``, counted after the command name's closing
+    parenthesis (a name may hold spaces and parentheses).
+    """
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()
+            user, system = int(fields[11]), int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue
+        key = (pid, int(tid))
+        old_user, old_system = seen.get(key, (0, 0))
+        seen[key] = (max(user, old_user), max(system, old_system))
+
+
+def ticks_split(seen: dict[tuple[int, int], tuple[int, int]]) -> tuple[float, float]:
+    """(user, system) seconds of the threads in ``seen``."""
+    user = sum(u for u, _ in seen.values())
+    system = sum(s for _, s in seen.values())
+    return user / CLOCK_TICKS, system / CLOCK_TICKS
+
+
+def tree_cpu_split(pid: int, seen: dict[tuple[int, int], tuple[int, int]]) -> tuple[float, float]:
+    """:meth:`ServerProcess.cpu_split` for a process wsprof did not start (``profile --pid``).
+
+    ``seen`` carries the threads between calls; children are found by psutil.
+    """
+    try:
+        pids = [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        pids = [pid]
+    for p in pids:
+        sample_task_ticks(p, seen)
+    return ticks_split(seen)
 
 
 def file_safe(name: str) -> str:
