@@ -28,6 +28,7 @@ from wsprof.profiling.folded import Stack, processes, total_samples
 from wsprof.profiling.layers import RuleSet
 from wsprof.scenario.closure import closure_entries, counted_events
 from wsprof.scenario.contention import CONTENTION_CORES, contended
+from wsprof.scenario.figures import sweep_document, workload_figures
 from wsprof.scenario.record import ScenarioRecord, VariantRun, Window
 
 SCHEMA = "wsprof.scenario/1"
@@ -239,7 +240,12 @@ def _deltas(variants: list[dict[str, Any]]) -> None:
 
 
 def _variant(
-    record: ScenarioRecord, run: VariantRun, stacks: Sequence[Stack] | None, rules: RuleSet
+    record: ScenarioRecord,
+    run: VariantRun,
+    stacks: Sequence[Stack] | None,
+    rules: RuleSet,
+    *,
+    attribute: bool = True,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "name": run.variant.name,
@@ -251,7 +257,8 @@ def _variant(
     }
     if run.capacity:
         entry.update(_variant_figures(run))
-    if run.ok and run.folded is not None:
+        entry.update(workload_figures(record.plan.workload, run, merged_latency))
+    if attribute and run.ok and run.folded is not None:
         if stacks is None:
             raise ValueError(f"no stacks given for the recording of {run.variant.name}")
         entry.update(
@@ -332,7 +339,11 @@ def analyse(
             "another load shared the machine and the figures of those windows are low",
         },
         "variants": variants,
+        "workload": record.plan.workload,
     }
+    sweep = sweep_document(record, lambda run: _variant(record, run, None, rules, attribute=False))
+    if sweep is not None:
+        document["sweep"] = sweep
     if record.wall_time_s is not None:
         document["wall_time_s"] = record.wall_time_s
     return document
