@@ -13,6 +13,9 @@ from typing import Any
 from wsprof.client.base import LoadConfig, LoadError
 from wsprof.client.driver import run_load
 from wsprof.errors import MeasurementError
+from wsprof.scenario.files import LoadPlan, Variant
+from wsprof.scenario.placement import workers_of
+from wsprof.scenario.workloads import packet_format, reply_contract
 from wsprof.servers import counting
 from wsprof.servers.launcher import ServerFailed, ServerProcess
 
@@ -64,3 +67,45 @@ def count_events(
         "loops": marks["end"]["loops"],
         "callbacks_countable": marks["end"]["callbacks_countable"],
     }
+
+
+def count_variant(
+    variant: Variant,
+    server: ServerProcess,
+    plan: LoadPlan,
+    source: str,
+    *,
+    client: str,
+    server_cpu: int | None,
+    client_cpus: list[int] | None,
+) -> dict[str, Any]:
+    """Counts per message for one variant whose clean server is ``server``, or why none.
+
+    The instrumented server is a second one, started with the clean server's options.
+    Only the echo workload has one message per request to count against; user apps
+    and worker trees are not instrumented (the counters install in wsprof's own
+    serve entry point, in one process).
+    """
+    if plan.workload != "echo":
+        return {"error": "events are counted for the echo workload only"}
+    if variant.app_spec() is not None or workers_of(variant) > 1:
+        return {"error": "events are counted in bundled single-process stacks only"}
+    window = LoadConfig(
+        url=server.url,
+        mode=server.mode,
+        connections=plan.connections,
+        in_flight=plan.in_flight,
+        duration=min(plan.capacity_window_s, COUNT_WINDOW_S),
+        payload=plan.payload,
+        serializer=packet_format(server.serializer),
+        warmup=plan.warmup_s,
+        **reply_contract(plan, server.mode, source),
+    )
+    return count_events(
+        variant.stack,
+        server.options,
+        window,
+        client=client,
+        server_cpu=server_cpu,
+        client_cpus=client_cpus,
+    )

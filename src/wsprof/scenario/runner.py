@@ -33,7 +33,7 @@ from wsprof.errors import MeasurementError, WsprofError
 from wsprof.progress import OnProgress
 from wsprof.scenario.closure import Row, needed_rows
 from wsprof.scenario.contention import OtherLoad
-from wsprof.scenario.counted import COUNT_WINDOW_S, count_events
+from wsprof.scenario.counted import count_variant
 from wsprof.scenario.files import (
     MAX_RATE_HZ,
     MAX_REPEATS,
@@ -434,40 +434,19 @@ class ScenarioRunner:
                 recorder.stop()
 
     def _count(self) -> None:
-        """The counted closure's phase: per variant, its own instrumented server and one window.
-
-        Never a clean or profiled window: the counters cost CPU on every message,
-        so only the counts per message are kept from it.
-        """
+        """The counted closure's phase: per variant, its own instrumented server and one window."""
         for run in self.runs:
             self._advance(f"counting events per message of {run.variant.name}")
-            if not run.ok or run.server is None:
-                continue
-            if run.variant.app_spec() is not None or _workers(run.variant) > 1:
-                self.counted[run.variant.name] = {
-                    "error": "events are counted in bundled single-process stacks only"
-                }
-                continue
-            server = run.server
-            window = LoadConfig(
-                url=server.url,
-                mode=server.mode,
-                connections=self.plan.connections,
-                in_flight=self.plan.in_flight,
-                duration=min(self.plan.capacity_window_s, COUNT_WINDOW_S),
-                payload=self.plan.payload,
-                serializer=packet_format(server.serializer),
-                warmup=self.plan.warmup_s,
-                **reply_contract(self.plan, server.mode, self.scenario.source),
-            )
-            self.counted[run.variant.name] = count_events(
-                run.variant.stack,
-                server.options,
-                window,
-                client=self.client,
-                server_cpu=self.server_cpu,
-                client_cpus=self.client_cpus,
-            )
+            if run.ok and run.server is not None:
+                self.counted[run.variant.name] = count_variant(
+                    run.variant,
+                    run.server,
+                    self.plan,
+                    self.scenario.source,
+                    client=self.client,
+                    server_cpu=self.server_cpu,
+                    client_cpus=self.client_cpus,
+                )
 
     def _predict(self) -> None:
         """Micro predictions for the closure check, and the client+kernel floor."""
