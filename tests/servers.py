@@ -26,6 +26,7 @@ import uvicorn
 
 from wsprof.protocol import websocket as ws
 from wsprof.servers.launcher import ServerProcess
+from wsprof.servers.redis import RedisServer, RedisUnavailable
 
 ServerMain = Callable[[socket.socket, asyncio.Event], Awaitable[None]]
 Behave = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[None]]
@@ -36,6 +37,19 @@ def stack(name: str, **options: str) -> Iterator[ServerProcess]:
     """A wsprof server stack in its own process; always stopped."""
     with ServerProcess(name, options, startup_timeout=30) as server:
         yield server
+
+
+@contextlib.contextmanager
+def redis_broker() -> Iterator[RedisServer]:
+    """wsprof's own redis-server; the test skips with the install line when there is none."""
+    try:
+        broker = RedisServer().start()
+    except RedisUnavailable as exc:
+        import pytest
+
+        pytest.skip(str(exc))
+    with broker:
+        yield broker
 
 
 @contextlib.contextmanager

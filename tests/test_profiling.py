@@ -114,9 +114,11 @@ def test_every_default_layer_from_hand_written_stacks() -> None:
         "json": 3 + 47,
         "socketio-framing": 5,
         "socketio-dispatch": 7,
+        "broker": 53,
         "websocket-protocol": 11 + 13,
         "server-framework": 17,
         "event-loop": 19,
+        "greenlet-hub": 53,
         "greenlet-switching": 23,
         "kernel-io": 29 + 31,
         "application": 37,
@@ -239,7 +241,11 @@ def test_attribution_json_shape() -> None:
     assert doc["schema"] == "wsprof.attribution/1"
     assert doc["total_samples"] == 11
     assert list(doc["layers"]) == list(LAYERS)
-    assert doc["layers"]["json"] == {"samples": 0, "share": 0.0}
+    assert doc["layers"]["json"] == {
+        "samples": 0,
+        "share": 0.0,
+        "share_ci95": [0.0, pytest.approx(0.2588, abs=1e-4)],
+    }
     assert doc["idle"] == {"samples": 0, "included": False}
     json.dumps(doc)
 

@@ -99,6 +99,8 @@ def test_stack_names_and_defaults() -> None:
         "serializer": "json",
         "ping_interval": "25",
         "ping_timeout": "20",
+        "manager": "memory",
+        "redis_url": "",
     }
     assert validate_options("websockets-raw", {"loop": "asyncio"}) == {
         "loop": "asyncio",
@@ -116,6 +118,8 @@ def test_stack_names_and_defaults() -> None:
         "serializer",
         "ping_interval",
         "ping_timeout",
+        "manager",
+        "redis_url",
     }
 
 

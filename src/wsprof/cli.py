@@ -125,7 +125,7 @@ def _add_micro(sub: Any) -> None:
 
 
 def _add_load(sub: Any) -> None:
-    from wsprof.client.base import CLIENTS, MODES, REPLIES, SERIALIZERS
+    from wsprof.client.base import CLIENTS, MODES, REPLIES, SERIALIZERS, WORKLOADS
     from wsprof.payloads import payload_names
 
     d = _load_defaults()
@@ -148,12 +148,21 @@ def _add_load(sub: Any) -> None:
         help="raw WebSocket frames, or Engine.IO v4 + Socket.IO v5 events (default %(default)s)",
     )
     load.add_argument(
+        "--workload",
+        choices=WORKLOADS,
+        default=WORKLOADS[0],
+        help="echo: round trips; idle: hold --connections open for --idle-window, answering "
+        "heartbeats; connect: --concurrency connects at once, each closed once open "
+        "(default %(default)s)",
+    )
+    load.add_argument(
         "--connections",
         type=positive_int,
         default=d["connections"],
         metavar="N",
         help="default %(default)s",
     )
+    _add_connection_workloads(load)
     pace = load.add_mutually_exclusive_group()
     pace.add_argument(
         "--in-flight",
@@ -282,7 +291,6 @@ def _add_broadcast_options(load: Any) -> None:
         "handler=broadcast), the first --senders send and every recipient must get each "
         "broadcast exactly once; --in-flight (per sender) / --rate (total) pace them",
     )
-    group.add_argument("--workload", choices=("echo", "broadcast"), default="echo")
     for flag, key, what in (
         ("--recipients", "recipients", "connections in the room"),
         ("--senders", "senders", "connections that also send"),
@@ -300,6 +308,31 @@ def _add_broadcast_options(load: Any) -> None:
     )
 
 
+def _add_connection_workloads(load: Any) -> None:
+    """The idle and connect workloads' options (defaults: IdleConfig / ConnectConfig)."""
+    from wsprof.client.connections import (
+        DEFAULT_CONNECT_CONCURRENCY,
+        DEFAULT_IDLE_WINDOW_S,
+        DEFAULT_OPEN_CONCURRENCY,
+    )
+
+    load.add_argument(
+        "--idle-window",
+        type=positive_float,
+        default=DEFAULT_IDLE_WINDOW_S,
+        metavar="S",
+        help="idle: seconds all connections are held open (default %(default)s)",
+    )
+    load.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=None,
+        metavar="C",
+        help=f"connect: connects in progress at once (default {DEFAULT_CONNECT_CONCURRENCY}); "
+        f"idle: handshakes at once while opening (default {DEFAULT_OPEN_CONCURRENCY})",
+    )
+
+
 def _add_client_bench(sub: Any) -> None:
     bench = sub.add_parser(
         "client-bench",
@@ -312,7 +345,7 @@ def _add_client_bench(sub: Any) -> None:
 
 
 def _add_scenarios(sub: Any) -> None:
-    from wsprof.profiling.pyspy import DEFAULT_RATE_HZ
+    from wsprof.profiling.pyspy import DEFAULT_RATE_HZ, NATIVE_RATE_HZ
 
     scenario = sub.add_parser(
         "scenario",
@@ -349,9 +382,10 @@ def _add_scenarios(sub: Any) -> None:
         type=positive_int,
         default=None,
         metavar="HZ",
-        help=f"py-spy sampling rate (default from the scenario, else {DEFAULT_RATE_HZ})",
+        help=f"py-spy sampling rate (default from the scenario, else {DEFAULT_RATE_HZ}; "
+        f"with --native {NATIVE_RATE_HZ})",
     )
-    scenario.add_argument("--native", action="store_true", help="py-spy --native (C frames)")
+    scenario.add_argument("--native", action="store_true", help=_native_help("profiled window"))
     scenario.add_argument("--rules", type=Path, metavar="FILE", help=_rules_help())
     scenario.add_argument(
         "--repeats", type=positive_int, metavar="N", help="measurement windows per variant"
@@ -402,7 +436,7 @@ def _add_app_flags(scenario: Any) -> None:
 
 
 def _add_profiling(sub: Any) -> None:
-    from wsprof.profiling.pyspy import DEFAULT_RATE_HZ
+    from wsprof.profiling.pyspy import DEFAULT_RATE_HZ, NATIVE_RATE_HZ, native_window_s
 
     attribute = sub.add_parser(
         "attribute",
@@ -441,16 +475,20 @@ def _add_profiling(sub: Any) -> None:
     )
     profile.add_argument("--pid", type=int, required=True)
     profile.add_argument(
-        "--duration", type=positive_float, default=10.0, metavar="S", help="default %(default)s s"
+        "--duration",
+        type=positive_float,
+        default=None,
+        metavar="S",
+        help=f"default 10 s; with --native {native_window_s(NATIVE_RATE_HZ):g} s",
     )
     profile.add_argument(
         "--rate-hz",
         type=positive_int,
-        default=DEFAULT_RATE_HZ,
+        default=None,
         metavar="HZ",
-        help="py-spy sampling rate (default %(default)s)",
+        help=f"py-spy sampling rate (default {DEFAULT_RATE_HZ}; with --native {NATIVE_RATE_HZ})",
     )
-    profile.add_argument("--native", action="store_true", help="py-spy --native (C frames)")
+    profile.add_argument("--native", action="store_true", help=_native_help("recording"))
     profile.add_argument("--idle", action="store_true", help="keep idle samples in the shares")
     profile.add_argument("--rules", type=Path, metavar="FILE", help=_rules_help())
     profile.add_argument(
@@ -458,6 +496,25 @@ def _add_profiling(sub: Any) -> None:
     )
     profile.add_argument(
         "--json", type=Path, metavar="PATH", help="write wsprof.attribution/1 JSON"
+    )
+
+
+def _native_help(what: str) -> str:
+    """--native's help: what the mode costs and how rate and window follow from it."""
+    from wsprof.profiling.pyspy import (
+        NATIVE_MIN_SAMPLES,
+        NATIVE_RATE_HZ,
+        NATIVE_WINDOW_MARGIN_S,
+        native_window_s,
+    )
+
+    return (
+        "sample C frames too (py-spy --native): kernel calls, uvloop, the C json encoder. py-spy "
+        "reads native stacks only by pausing the server (blocking mode, ~2 ms per sample: "
+        f"~20%% of its throughput at 100 Hz, <= 5%% at {NATIVE_RATE_HZ} Hz), so the default rate "
+        f"drops to {NATIVE_RATE_HZ} Hz, py-spy runs on the server's CPUs, and the {what} grows to "
+        f"ceil({NATIVE_MIN_SAMPLES} / rate) s + {NATIVE_WINDOW_MARGIN_S:g} s "
+        f"({native_window_s(NATIVE_RATE_HZ):g} s) for >= {NATIVE_MIN_SAMPLES:,} samples"
     )
 
 

@@ -104,7 +104,10 @@ def wilson_interval(x: int, n: int) -> tuple[float, float]:
     z2 = _Z95 * _Z95
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = _Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # Exact at the ends (rounding would leave 1e-19 above a share of 0).
+    lo = 0.0 if x <= 0 else max(0.0, centre - half)
+    hi = 1.0 if x >= n else min(1.0, centre + half)
+    return lo, hi
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -18,6 +18,8 @@ from wsprof.protocol.websocket import MAX_MESSAGE_SIZE
 MODES = ("raw", "socketio")
 SERIALIZERS = ("json", "msgpack")  # Socket.IO packet formats a client can speak
 CLIENTS = ("fast", "reference")
+#: What ``wsprof load --workload`` (and a scenario's [load] workload) can run.
+WORKLOADS = ("echo", "broadcast", "idle", "connect")
 #: What completes a round trip: "echo" a byte-for-byte echo of the message (in Socket.IO
 #: mode: the reply event carrying the same arguments); "any" any data message (any
 #: arguments of the reply event), matched FIFO to the connection's oldest request.

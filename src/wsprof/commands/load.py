@@ -19,6 +19,10 @@ def run(args: argparse.Namespace) -> int:
     """Print the table and write the JSON even for a run with errors, then fail on them."""
     if args.workload == "broadcast":
         return run_broadcast(args)
+    if args.workload in ("idle", "connect"):
+        from wsprof.commands import load_connections
+
+        return load_connections.run(args)
     if args.payload_file is None:
         get_payload(args.payload)
     if args.json is not None:

@@ -36,6 +36,7 @@ _CLOSED_TAIL_RE = re.compile(r'" +\d+\s*\Z')
 _THREAD_RE = re.compile(r"thread \((?:0x[0-9a-fA-F]+|\d+)\)(?::.*)?\Z", re.DOTALL)
 _LINE_RE = re.compile(r"(.*):(\d+)\Z", re.DOTALL)
 _MAX_SHOWN = 200
+_UNKNOWN = -2
 
 
 class FoldedParseError(WsprofError, ValueError):
@@ -59,27 +60,52 @@ class Stack:
     keeps a 100k-line file within the time budget.
     """
 
-    __slots__ = ("_frames", "_text", "count")
+    __slots__ = ("_end", "_frames", "_rest", "_text", "count")
 
     def __init__(self, frames: tuple[str, ...], count: int) -> None:
         self._frames: tuple[str, ...] | None = tuple(frames)
         self._text: str | None = None
+        self._rest = _UNKNOWN
+        self._end = -1  # frames end here in _text (the parser keeps the line whole: no copy)
         self.count = count
 
     @classmethod
-    def from_text(cls, text: str, count: int) -> Stack:
-        """A stack from an already validated ``frame;frame;...`` string."""
+    def from_text(cls, text: str, count: int, rest: int | None = None) -> Stack:
+        """A stack from an already validated ``frame;frame;...`` string.
+
+        ``rest``: where the frames after the process roots start, if the caller knows it.
+        """
         stack = cls.__new__(cls)
         stack._frames = None
         stack._text = text
+        stack._rest = _UNKNOWN if rest is None else rest
+        stack._end = len(text)
         stack.count = count
         return stack
+
+    def span(self) -> tuple[str, int, int]:
+        """(line, start, end): the frames after the process roots are ``line[start:end]``.
+
+        What attribution reads, without copying the line (start is -1 when
+        there are only process frames).
+        """
+        if self._text is None or self._end < 0:
+            text = self.text
+            return text, self.rest_start, len(text)
+        return self._text, self.rest_start, self._end
+
+    @property
+    def rest_start(self) -> int:
+        """Offset in :attr:`text` of the first frame after the process roots, -1 if none."""
+        if self._rest == _UNKNOWN:
+            self._rest = rest_start(self.text)
+        return self._rest
 
     @property
     def frames(self) -> tuple[str, ...]:
         frames = self._frames
         if frames is None:
-            frames = self._frames = tuple(_split_frames(self._text or ""))
+            frames = self._frames = tuple(_split_frames(self.text))
         return frames
 
     @property
@@ -87,6 +113,9 @@ class Stack:
         """The frames joined with ``;`` as in the file."""
         if self._text is None:
             self._text = ";".join(self.frames)
+            self._end = len(self._text)
+        elif self._end != len(self._text):
+            self._text = self._text[: self._end]
         return self._text
 
     def __eq__(self, other: object) -> bool:
@@ -182,6 +211,23 @@ def process_heads(stack: str) -> tuple[list[str], str | None]:
     return heads, stack[pos:] if heads else stack
 
 
+def rest_start(stack: str) -> int:
+    """Where the frames after the leading process frames start; -1 when there are none.
+
+    :func:`process_heads` without building the list: parsing and attribution
+    call it once per line, and a 100k-line file must parse in well under a second.
+    """
+    if not stack.startswith("process "):
+        return 0
+    pos = 0
+    while stack.startswith("process ", pos) and _PROCESS_RE.match(stack, pos):
+        end = stack.find('";', pos)
+        if end < 0:
+            return -1
+        pos = end + 2
+    return pos
+
+
 def process_split(stack: str) -> tuple[str | None, str | None]:
     """Split off the leading process frame(s): (them joined by ``;``, or None; the rest).
 
@@ -189,19 +235,6 @@ def process_split(stack: str) -> tuple[str | None, str | None]:
     """
     heads, rest = process_heads(stack)
     return (";".join(heads) if heads else None), rest
-
-
-def _open_process_frame(raw: str) -> bool:
-    """Whether ``raw`` ends inside a process frame's command line (py-spy wrote its newlines)."""
-    heads, rest = process_heads(raw)
-    return bool(heads) and rest is None and _CLOSED_TAIL_RE.search(raw) is None
-
-
-def _has_empty_frame(stack: str) -> bool:
-    _, rest = process_split(stack)
-    if rest is None:
-        return False
-    return not rest or ";;" in rest or rest.startswith(";") or rest.endswith(";")
 
 
 def parse_folded(text: str, source: str | None = None) -> list[Stack]:
@@ -214,38 +247,69 @@ def parse_folded(text: str, source: str | None = None) -> list[Stack]:
     """
     stacks: list[Stack] = []
     append = stacks.append
+    new = object.__new__
     lines = text.split("\n")
     n_lines = len(lines)
+    # The process roots repeat on every line of a recording: a line whose first frame is
+    # one already seen (and is its only process frame) needs no regex to find its frames.
+    heads: set[str] = set()
     i = 0
     while i < n_lines:
         raw = lines[i]
         line_no = i + 1
         i += 1
-        if raw.startswith("process ") and _open_process_frame(raw):
-            # py-spy writes the command line verbatim: a `python -c` script
-            # spreads the process frame (a child's, after its parent's) over
-            # several physical lines.
-            while i < n_lines and _open_process_frame(raw):
-                raw = f"{raw}\n{lines[i]}"
-                i += 1
+        if raw.startswith("process "):
+            start = raw.find('";') + 2
+            if start < 2 or raw[:start] not in heads or raw.startswith("process ", start):
+                start = rest_start(raw)
+                # py-spy writes the command line verbatim: a `python -c` script
+                # spreads the process frame (a child's, after its parent's) over
+                # several physical lines.
+                while start < 0 and i < n_lines and _CLOSED_TAIL_RE.search(raw) is None:
+                    raw = f"{raw}\n{lines[i]}"
+                    i += 1
+                    start = rest_start(raw)
+                if start > 0 and raw.find('";') + 2 == start:
+                    heads.add(raw[:start])
+        else:
+            start = 0
         line = raw.strip()
         if not line:
             continue
-        stack, sep, count_text = line.rpartition(" ")
-        if not sep:
+        # The frames stay inside `line` (a 100k-line file is ~100 MB: no copy per line).
+        end = line.rfind(" ")
+        if end < 0:
             raise FoldedParseError(line_no, raw, "expected '<frame;frame;...> <count>'", source)
+        count_text = line[end + 1 :]
         if not (count_text.isascii() and count_text.isdigit()):
             raise FoldedParseError(
                 line_no, raw, "sample count is not a non-negative integer", source
             )
-        stack = stack.rstrip()
-        if not stack:
+        if line[end - 1 : end].isspace():
+            end = len(line[:end].rstrip())
+        if end <= 0:
             raise FoldedParseError(line_no, raw, "no frames before the sample count", source)
-        if _has_empty_frame(stack):
+        if raw[:1].isspace():  # strip() moved the offsets
+            start = rest_start(line)
+        if start >= end:
+            start = rest_start(line[:end])
+        if start >= 0 and (
+            start == end
+            or line.startswith(";", start)
+            or line.endswith(";", start, end)
+            or line.find(";;", start, end) >= 0
+        ):
             raise FoldedParseError(
                 line_no, raw, "empty frame (';;' or a leading/trailing ';')", source
             )
-        append(Stack.from_text(stack, int(count_text)))
+        # Stack.from_text, inlined: a call per line is a tenth of the parse.
+        item = new(Stack)
+        item._frames = None
+        item._text = line
+        item._rest = start
+        item._end = end
+        item.count = int(count_text)
+        append(item)
     return stacks
 
 

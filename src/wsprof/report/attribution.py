@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
 
-from wsprof.profiling.attribute import Attribution
+from wsprof.profiling.attribute import (
+    APPORTIONED,
+    NATIVE_SAMPLES,
+    UNMEASURED,
+    Attribution,
+    LayerShare,
+    sampling_note,
+)
 
 
 def printable(text: str, limit: int = 200) -> str:
@@ -16,20 +24,68 @@ def printable(text: str, limit: int = 200) -> str:
     return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
+def share_text(share: float, ci95: tuple[float, float] | list[float] | None) -> str:
+    """``41.2% ±1.3``: the share and half its 95% interval's width, in points."""
+    if ci95 is None:
+        return f"{share:.1%}"
+    return f"{share:.1%} ±{(ci95[1] - ci95[0]) * 50:.1f}"
+
+
+def _share(ls: LayerShare) -> str:
+    return share_text(ls.share, ls.ci95)
+
+
+_SHORT_WHY = {
+    APPORTIONED: "without --native py-spy cannot see syscalls (they sit under the Python frame "
+    "that made them), so kernel-io = the /proc system share and the other layers are scaled "
+    "to fit (assumes system time spreads over them by their samples)",
+    NATIVE_SAMPLES: "native frames see the syscalls; the /proc share is the check",
+    UNMEASURED: "samples only, no /proc split known: without --native, system time stays in "
+    "the layers whose frames made the syscalls",
+}
+
+
+def kernel_io_note(attribution: Attribution) -> str:
+    """One line saying how kernel-io was found, why, and the /proc share beside it."""
+    proc = attribution.proc_system_share
+    shown = "" if proc is None else f", /proc system share {proc:.1%}"
+    return f"kernel-io: {attribution.kernel_io_method}{shown}: {_SHORT_WHY[attribution.kernel_io_method]}"
+
+
+def sampling_line(check: Mapping[str, Any], user_s: float, system_s: float, samples: int) -> str:
+    """py-spy's samples vs expected, its errors, the /proc split, and a warning when few."""
+    parts = [
+        f"py-spy: {check['recorded_samples']:,} samples recorded, "
+        f"~{check['expected_samples']:,} expected (rate x seconds x processes)"
+    ]
+    if check["pyspy_samples"] is not None:
+        parts.append(f"py-spy took {check['pyspy_samples']:,}, errors {check['pyspy_errors']:,}")
+    if check["missed_share"]:
+        parts.append(f"missed {check['missed_share']:.1%}")
+    total = user_s + system_s
+    if total > 0:
+        parts.append(
+            f"/proc: user {user_s:.2f} s, system {system_s:.2f} s ({system_s / total:.1%} system)"
+        )
+    line = "; ".join(parts)
+    note = sampling_note(samples)
+    return line if note is None else f"{line}\nwarning: {note}"
+
+
 def attribution_table(
     attribution: Attribution,
     us_per_msg: Mapping[str, float] | None = None,
     title: str | None = None,
 ) -> Table:
-    """Layer, samples, share (and µs/message when a clean CPU figure is known)."""
+    """Layer, samples, share ±95% interval (and µs/message when a clean CPU figure is known)."""
     table = Table(title=escape(title) if title else None, title_justify="left")
     table.add_column("layer")
     table.add_column("samples", justify="right")
-    table.add_column("share", justify="right")
+    table.add_column("share ±95%", justify="right")
     if us_per_msg is not None:
         table.add_column("µs/msg", justify="right")
     for name, ls in attribution.layers.items():
-        row = [name, str(ls.samples), f"{ls.share:.1%}"]
+        row = [name, str(ls.samples), _share(ls)]
         if us_per_msg is not None:
             row.append(f"{us_per_msg.get(name, 0.0):.2f}")
         table.add_row(*row, style="dim" if ls.samples == 0 else None)

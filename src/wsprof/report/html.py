@@ -19,6 +19,7 @@ from wsprof.profiling.folded import Stack
 from wsprof.profiling.layers import RuleSet, layer_colour
 from wsprof.report.html_charts import latency_chart, layer_bars, wilson
 from wsprof.report.html_flame import diff_data, flame_data
+from wsprof.report.html_sweep import sweep_section, workload_section
 
 US = "µs/msg"
 
@@ -428,7 +429,10 @@ def scenario_html(
     body.append(f'<p class="answer" id="answer">{_e(answer(doc))}</p>')
     body.extend(_notices(doc))
     body.append(_results(doc))
-    body.append(_latency(doc))
+    body.append(workload_section(doc))
+    body.append(sweep_section(doc))
+    if doc.get("workload", "echo") != "idle":  # idle connections make no round trips
+        body.append(_latency(doc))
     body.append(_layers(doc, colours))
     body.append(_flames(doc, stacks, rules, missing or {}))
     body.extend((_budget(doc), _closure(doc), _overhead(doc), environment_block(doc["env"])))

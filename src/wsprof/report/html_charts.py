@@ -61,6 +61,8 @@ def latency_chart(
     if not points:
         return f'<p class="note">{_e(title)}: no latency figures.</p>'
     values = [v for _, _, lat in points for v in lat.values() if v > 0]
+    if not values:  # e.g. idle connections: no round trips, every percentile 0
+        return f'<p class="note">{_e(title)}: no latency figures.</p>'
     lo, hi = min(values) / 1.4, max(values) * 1.4
     pw, ph = w - left - right, h - top - bottom
 

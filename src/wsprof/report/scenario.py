@@ -8,7 +8,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from wsprof.report.attribution import share_text
 from wsprof.scenario.files import printable
+from wsprof.scenario.sweep import growth_text
 
 
 def layer_names(variants: list[dict[str, Any]]) -> list[str]:
@@ -46,6 +48,13 @@ def _main_table(doc: dict[str, Any]) -> Table:
         caption=f"capacity: closed loop, {plan['in_flight']} in flight per connection; latency: open loop at "
         f"{(doc['latency_rate_msgs_per_s'] or 0):,.0f} msgs/s for every variant, timed from intended send times",
     )
+    if doc.get("workload", "echo") != "echo":
+        table.title = (
+            f"wsprof scenario {doc['scenario']}: medians ± MAD of {plan['repeats']} window(s)"
+        )
+        table.caption = WORKLOAD_CAPTIONS[doc["workload"]].format(
+            rate=doc["latency_rate_msgs_per_s"] or 0
+        )
     for col in (
         "variant",
         "msgs/s (capacity)",
@@ -91,7 +100,9 @@ def _layer_table(doc: dict[str, Any]) -> Table | None:
     if not doc["profiling"].get("native"):
         caption += (
             "; without --native, C work (uvloop's I/O and syscalls, orjson, greenlet "
-            "switches) is charged to the Python frame that called it"
+            "switches) is charged to the Python frame that called it, so kernel-io is "
+            "apportioned from the /proc system share of the profiled window and the other "
+            "layers scaled to fit (assumes system time is spread over them by their samples)"
         )
     table = Table(
         title="server CPU µs/message by layer (py-spy shares x clean CPU µs/msg)",
@@ -107,7 +118,7 @@ def _layer_table(doc: dict[str, Any]) -> Table | None:
         row = [layer]
         for v in profiled:
             entry = v["layers"].get(layer, {"us_per_msg": 0.0, "share": 0.0})
-            row.append(f"{entry['us_per_msg']:.1f} ({entry['share']:.0%})")
+            row.append(_layer_cell(entry))
         for v in profiled[1:]:
             row.append(_signed(v.get("layer_deltas_us", {}).get(layer), ".1f"))
         table.add_row(*row)
@@ -132,7 +143,50 @@ def _layer_table(doc: dict[str, Any]) -> Table | None:
     table.add_row(
         "samples", *[f"{v['profile_samples']:,}" for v in profiled], *[""] * (len(profiled) - 1)
     )
+    _os_rows(table, profiled)
     return table
+
+
+def _pyspy_line(check: dict[str, Any] | None) -> str | None:
+    """py-spy's own errors and missed samples, when it had any."""
+    if not check or not (check.get("pyspy_errors") or (check.get("missed_share") or 0) > 0.05):
+        return None
+    taken = check["pyspy_samples"] if check["pyspy_samples"] is not None else "?"
+    missed = check["missed_share"] or 0.0
+    return (
+        f"py-spy took {taken} of ~{check['expected_samples']:,} expected samples "
+        f"(missed {missed:.1%}), {check['pyspy_errors'] or 0} errors"
+    )
+
+
+def _layer_cell(entry: dict[str, Any]) -> str:
+    """``12.3 (41.2% ±1.3)``: µs/message and the share with its 95% interval."""
+    return f"{entry['us_per_msg']:.1f} ({share_text(entry['share'], entry.get('share_ci95'))})"
+
+
+def _os_rows(table: Table, profiled: list[dict[str, Any]]) -> None:
+    """The kernel's own split beside the layers, and how kernel-io was found."""
+    pad = [""] * (len(profiled) - 1)
+
+    def cell(value: float | None, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    table.add_row(
+        "/proc user µs/msg", *[cell(v.get("server_user_us_per_msg"), ".1f") for v in profiled], *pad
+    )
+    table.add_row(
+        "/proc system µs/msg",
+        *[cell(v.get("server_system_us_per_msg"), ".1f") for v in profiled],
+        *pad,
+    )
+    table.add_row(
+        "/proc system share (profiled)",
+        *[cell(v.get("proc_system_share"), ".1%") for v in profiled],
+        *pad,
+    )
+    table.add_row(
+        "kernel-io method", *[str(v.get("kernel_io_method", "-")) for v in profiled], *pad
+    )
 
 
 def _budget_table(doc: dict[str, Any]) -> Table | None:
@@ -167,13 +221,23 @@ def _budget_table(doc: dict[str, Any]) -> Table | None:
 
 def _closure_table(doc: dict[str, Any]) -> Table | None:
     rows = [(v["name"], c) for v in doc["variants"] for c in v.get("closure") or []]
-    if not rows:
+    uncounted = [
+        (v["name"], v["counted_events"]["error"])
+        for v in doc["variants"]
+        if "error" in (v.get("counted_events") or {})
+    ]
+    if not rows and not uncounted:
         return None
-    table = Table(title="closure: attributed µs/msg vs the `wsprof micro` prediction")
-    for col in ("variant", "layer", "attributed", "predicted", "ratio", "prediction from"):
+    table = Table(
+        title="closure: attributed µs/msg vs counted events x `wsprof micro` costs",
+        caption="events counted per message in a separate instrumented window; "
+        "outside 0.67-1.5 the last column names what the model misses",
+    )
+    for col in ("variant", "layer", "attributed", "predicted", "ratio", "counted per message"):
         table.add_column(
-            col, justify="left" if col in ("variant", "layer", "prediction from") else "right"
+            col, justify="right" if col in ("attributed", "predicted", "ratio") else "left"
         )
+    table.add_column("model misses", overflow="fold")
     for name, c in rows:
         ratio = c.get("ratio")
         table.add_row(
@@ -183,7 +247,10 @@ def _closure_table(doc: dict[str, Any]) -> Table | None:
             f"{c['predicted_us']:.2f}",
             "-" if ratio is None else f"{ratio:.2f}",
             c["basis"],
+            c.get("misses") or "",
         )
+    for name, error in uncounted:
+        table.add_row(name, "-", "-", "-", "-", "no prediction", error)
     return table
 
 
@@ -228,6 +295,115 @@ def _claims_table(doc: dict[str, Any]) -> Table | None:
     return table
 
 
+def _f(value: Any, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+#: Per workload: (column, how a variant entry or sweep row shows in it).
+WORKLOAD_COLUMNS: dict[str, list[tuple[str, Any]]] = {
+    "broadcast": [
+        ("recipients", lambda v: _f(v.get("recipients"), ",")),
+        ("deliveries/s", lambda v: _f(v.get("deliveries_per_s"), ",.0f")),
+        ("server µs/delivery", lambda v: _f(v.get("server_cpu_us_per_msg"), ".2f")),
+        ("server µs/broadcast", lambda v: _f(v.get("server_cpu_us_per_broadcast"), ".1f")),
+        ("redis µs/delivery", lambda v: _f(v.get("broker_us_per_delivery"), ".2f")),
+        ("p50 µs", lambda v: _f((v.get("latency_us") or {}).get("p50"), ",.0f")),
+        ("p99 µs", lambda v: _f((v.get("latency_us") or {}).get("p99"), ",.0f")),
+        ("cross p50/p99 µs", lambda v: _cross(v.get("cross_latency_us"))),
+        ("missing", lambda v: _f(v.get("missing"), ",")),
+        ("dup.", lambda v: _f(v.get("duplicates"), ",")),
+    ],
+    "idle": [
+        ("connections", lambda v: _f(v.get("connections"), ",")),
+        ("failed", lambda v: _f(v.get("failed"), ",")),
+        ("KB/connection", lambda v: _f(v.get("rss_kb_per_connection"), ".1f")),
+        ("RSS MB", lambda v: _f(v.get("server_rss_mb"), ".0f")),
+        ("idle CPU µs/s per 1k", lambda v: _f(v.get("idle_cpu_us_per_s_per_1k"), ",.0f")),
+        (
+            "heartbeats (late)",
+            lambda v: f"{v.get('heartbeats', 0):,} ({v.get('heartbeats_late', 0):,})",
+        ),
+    ],
+    "connect": [
+        ("connects/s", lambda v: _f(v.get("connects_per_s"), ",.0f")),
+        ("server µs/connection", lambda v: _f(v.get("server_cpu_us_per_msg"), ".0f")),
+        ("p50 µs", lambda v: _f((v.get("connect_latency_us") or {}).get("p50"), ",.0f")),
+        ("p99 µs", lambda v: _f((v.get("connect_latency_us") or {}).get("p99"), ",.0f")),
+    ],
+    "echo": [
+        ("msgs/s", lambda v: _f(v.get("throughput_msgs_per_s"), ",.0f")),
+        ("server µs/msg", lambda v: _f(v.get("server_cpu_us_per_msg"), ".1f")),
+        ("p50 µs", lambda v: _f((v.get("latency_us") or {}).get("p50"), ",.0f")),
+        ("p99 µs", lambda v: _f((v.get("latency_us") or {}).get("p99"), ",.0f")),
+        ("RSS MB", lambda v: _f(v.get("server_rss_mb"), ".0f")),
+    ],
+}
+
+
+#: What the main table's columns mean for each workload beyond echo.
+WORKLOAD_CAPTIONS = {
+    "broadcast": "msgs/s = deliveries/s at capacity (closed loop), server CPU µs per delivery; "
+    "latency: send -> delivery, open loop at {rate:,.1f} broadcasts/s",
+    "idle": "connections held idle: see the idle table (no messages, no latency)",
+    "connect": "msgs/s = connections opened/s (closed loop), server CPU µs per connection",
+}
+
+
+def _cross(lat: dict[str, float] | None) -> str:
+    return "-" if not lat else f"{lat['p50']:,.0f}/{lat['p99']:,.0f}"
+
+
+def sweep_columns(doc: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The workload's columns less the swept parameter's own (the point column shows it)."""
+    swept = doc["sweep"]["parameter"]
+    return [c for c in WORKLOAD_COLUMNS[doc.get("workload", "echo")] if c[0] != swept]
+
+
+def _workload_table(doc: dict[str, Any]) -> Table | None:
+    """The workload's own figures per variant (echo's are the main table's)."""
+    workload = doc.get("workload", "echo")
+    if workload == "echo":
+        return None
+    table = Table(title=f"{workload} workload, per variant")
+    columns = WORKLOAD_COLUMNS[workload]
+    table.add_column("variant")
+    for name, _ in columns:
+        table.add_column(name, justify="right")
+    for v in doc["variants"]:
+        if v["status"] != "ok":
+            table.add_row(_text(v["name"]), "[red]failed[/]", *["-"] * (len(columns) - 1))
+            continue
+        table.add_row(_text(v["name"]), *(show(v) for _, show in columns))
+    return table
+
+
+def _sweep_table(doc: dict[str, Any]) -> Table | None:
+    """One row per point per variant, and each variant's fitted growth in the caption."""
+    sweep = doc.get("sweep")
+    if not sweep:
+        return None
+    columns = sweep_columns(doc)
+    caption = [sweep["note"]]
+    for name, entry in sweep["variants"].items():
+        line = f"{_text(name)}: {growth_text(entry['growth'])}"
+        if entry["incomplete"]:
+            line += f" [red]incomplete[/]: {_text(entry['error'] or 'not every point ran')}"
+        caption.append(line)
+    table = Table(title=f"sweep over {sweep['parameter']}", caption="\n".join(caption))
+    table.add_column("variant")
+    table.add_column(sweep["parameter"], justify="right")
+    for name, _ in columns:
+        table.add_column(name, justify="right")
+    for name, entry in sweep["variants"].items():
+        for row in entry["rows"]:
+            if row["status"] != "ok":
+                cells = ["[red]failed[/]", *["-"] * (len(columns) - 1)]
+            else:
+                cells = [show(row) for _, show in columns]
+            table.add_row(_text(name), f"{row['point']:,}", *cells)
+    return table
+
+
 def _text(value: Any) -> str:
     """Text from a file or a server's stderr, shown as text: no markup, no control characters."""
     return escape("\n".join(printable(line) for line in str(value).split("\n")))
@@ -238,7 +414,14 @@ def render_scenario(doc: dict[str, Any], console: Console) -> None:
     if doc.get("question"):
         console.print(f"question: {_text(doc['question'])}")
     console.print(_main_table(doc))
-    for make in (_layer_table, _budget_table, _closure_table, _claims_table):
+    for make in (
+        _workload_table,
+        _sweep_table,
+        _layer_table,
+        _budget_table,
+        _closure_table,
+        _claims_table,
+    ):
         table = make(doc)
         if table is not None:
             console.print(table)
@@ -250,6 +433,8 @@ def render_scenario(doc: dict[str, Any], console: Console) -> None:
     for v in doc["variants"]:
         if v.get("sampling_note"):
             console.print(f"[bold yellow]{_text(v['name'])}:[/] {_text(v['sampling_note'])}")
+        if (line := _pyspy_line(v.get("sampling"))) is not None:
+            console.print(f"{_text(v['name'])}: {_text(line)}")
     if doc.get("report_html"):
         console.print(f"report: {_text(doc['report_html'])} (open it in a browser)")
     bound = [v["name"] for v in doc["variants"] if v.get("client_bound")]

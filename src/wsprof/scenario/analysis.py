@@ -16,11 +16,19 @@ from typing import Any
 
 from wsprof import stats
 from wsprof.client.histogram import PyHistogram, latency_summary_us
-from wsprof.profiling.attribute import attribute, layer_us_per_msg
-from wsprof.profiling.folded import Stack
+from wsprof.profiling.attribute import (
+    attribute,
+    kernel_io_json,
+    layer_us_per_msg,
+    sampling_check,
+    sampling_note,
+    with_proc_split,
+)
+from wsprof.profiling.folded import Stack, processes, total_samples
 from wsprof.profiling.layers import RuleSet
-from wsprof.scenario.closure import closure_entries
+from wsprof.scenario.closure import closure_entries, counted_events
 from wsprof.scenario.contention import CONTENTION_CORES, contended
+from wsprof.scenario.figures import sweep_document, workload_figures
 from wsprof.scenario.record import ScenarioRecord, VariantRun, Window
 
 SCHEMA = "wsprof.scenario/1"
@@ -69,6 +77,26 @@ def _contention(windows: Sequence[Window]) -> dict[str, Any]:
     }
 
 
+def _os_split(windows: Sequence[Window]) -> dict[str, Any]:
+    """The kernel's user/system split of the clean windows: medians per message, system share."""
+    counted = [w for w in windows if w.messages and w.server_user_s + w.server_system_s > 0]
+    if not counted:
+        return {
+            "server_user_us_per_msg": None,
+            "server_system_us_per_msg": None,
+            "system_share": None,
+        }
+    return {
+        "server_user_us_per_msg": stats.median(
+            [w.server_user_s * 1e6 / w.messages for w in counted]
+        ),
+        "server_system_us_per_msg": stats.median(
+            [w.server_system_s * 1e6 / w.messages for w in counted]
+        ),
+        "system_share": stats.median([w.system_share or 0.0 for w in counted]),
+    }
+
+
 def _variant_figures(run: VariantRun) -> dict[str, Any]:
     cap = run.capacity
     lat = run.latency
@@ -94,38 +122,61 @@ def _variant_figures(run: VariantRun) -> dict[str, Any]:
         "client_cpu_us_per_msg_at_rate": stats.median([w.client_cpu_us_per_msg for w in lat])
         if lat
         else None,
+        **_os_split(cap),
         "errors": _sum_errors(cap + lat),
         "contention": _contention(cap + lat + ((run.profiled,) if run.profiled else ())),
     }
 
 
-#: Below this many samples a layer's share moves by several points from run to run.
-FEW_SAMPLES = 1000
-
-
-def sampling_note(samples: int) -> str | None:
-    """Say when the profiled window's layer shares cannot be trusted, instead of hiding it."""
-    if samples == 0:
-        return "py-spy recorded no samples in the profiled window: no layer figures"
-    if samples < FEW_SAMPLES:
-        return f"only {samples:,} samples (< {FEW_SAMPLES:,}): layer shares are rough"
-    return None
+def _sampling(
+    run: VariantRun, stacks: Sequence[Stack], rate_hz: int, window_s: float
+) -> dict[str, Any]:
+    """py-spy's misses and errors in the profiled window (expected: rate x window x processes)."""
+    summary = run.pyspy or {}
+    procs = max(1, len(processes(stacks)))
+    return sampling_check(
+        rate_hz * window_s * procs,
+        total_samples(stacks),
+        summary.get("samples"),
+        summary.get("errors"),
+    )
 
 
 def _attribution(
-    run: VariantRun, stacks: Sequence[Stack], rules: RuleSet, figures: dict[str, Any]
+    run: VariantRun,
+    stacks: Sequence[Stack],
+    rules: RuleSet,
+    figures: dict[str, Any],
+    native: bool = False,
+    rate_hz: int = 0,
+    window_s: float = 0.0,
 ) -> dict[str, Any]:
     """Layers and the profiler overhead of one variant's profiled window."""
     assert run.folded is not None and run.profiled is not None
-    attribution = attribute(stacks, rules)
+    sampled = attribute(stacks, rules)
+    profiled = run.profiled
+    # kernel-io agrees with the kernel's split of the profiled window itself (see with_proc_split).
+    attribution = with_proc_split(
+        sampled, profiled.server_user_s, profiled.server_system_s, native=native
+    )
     us = layer_us_per_msg(attribution, figures["server_cpu_us_per_msg"])
     adjacent = run.capacity[-1].msgs_per_s  # the clean window right before the profiled one
     return {
         "layers": {
-            name: {"share": share.share, "samples": share.samples, "us_per_msg": us[name]}
+            name: {
+                "share": share.share,
+                "share_ci95": list(share.ci95),
+                "samples": share.samples,
+                "us_per_msg": us[name],
+            }
             for name, share in attribution.layers.items()
         },
+        **kernel_io_json(attribution),
+        "sampled_kernel_io_share": sampled.layers["kernel-io"].share
+        if "kernel-io" in sampled.layers
+        else None,
         "profile_samples": attribution.total_samples,
+        "sampling": _sampling(run, stacks, rate_hz, window_s),
         "sampling_note": sampling_note(attribution.total_samples),
         "idle_samples": attribution.idle_samples,
         "profiled_messages": run.profiled.messages,
@@ -189,7 +240,12 @@ def _deltas(variants: list[dict[str, Any]]) -> None:
 
 
 def _variant(
-    record: ScenarioRecord, run: VariantRun, stacks: Sequence[Stack] | None, rules: RuleSet
+    record: ScenarioRecord,
+    run: VariantRun,
+    stacks: Sequence[Stack] | None,
+    rules: RuleSet,
+    *,
+    attribute: bool = True,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "name": run.variant.name,
@@ -201,10 +257,21 @@ def _variant(
     }
     if run.capacity:
         entry.update(_variant_figures(run))
-    if run.ok and run.folded is not None:
+        entry.update(workload_figures(record.plan.workload, run, merged_latency))
+    if attribute and run.ok and run.folded is not None:
         if stacks is None:
             raise ValueError(f"no stacks given for the recording of {run.variant.name}")
-        entry.update(_attribution(run, stacks, rules, entry))
+        entry.update(
+            _attribution(
+                run,
+                stacks,
+                rules,
+                entry,
+                native=record.native,
+                rate_hz=record.rate_hz,
+                window_s=record.plan.profile_window_s,
+            )
+        )
         if entry.get("latency_us") and entry["server_cpu_us_per_msg_at_rate"] is not None:
             shares = {k: v["share"] for k, v in entry["layers"].items()}
             entry["latency_budget"] = latency_budget(
@@ -213,13 +280,15 @@ def _variant(
                 entry["server_cpu_us_per_msg_at_rate"],
                 record.floor_us,
             )
+        counted = record.counted.get(run.variant.name)
         entry["closure"] = closure_entries(
-            run.variant.stack,
             entry["options"],
             record.plan.payload,
             entry["layers"],
             list(record.micro_results),
+            counted,
         )
+        entry["counted_events"] = counted_events(counted)
     return entry
 
 
@@ -270,7 +339,11 @@ def analyse(
             "another load shared the machine and the figures of those windows are low",
         },
         "variants": variants,
+        "workload": record.plan.workload,
     }
+    sweep = sweep_document(record, lambda run: _variant(record, run, None, rules, attribute=False))
+    if sweep is not None:
+        document["sweep"] = sweep
     if record.wall_time_s is not None:
         document["wall_time_s"] = record.wall_time_s
     return document

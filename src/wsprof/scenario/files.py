@@ -19,6 +19,7 @@ from wsprof.client.base import DEFAULT_WARMUP_S
 from wsprof.errors import WsprofError
 from wsprof.payloads import payload_names
 from wsprof.profiling.pyspy import DEFAULT_RATE_HZ
+from wsprof.scenario.sweep import SWEEP_PARAMETERS, Sweep
 from wsprof.servers.appcmd import AppSpec, AppSpecError, check_spec, default_mode
 
 
@@ -42,6 +43,15 @@ class LoadPlan:
     reply_event: str | None = None
     ack: bool = False
     payload_file: str | None = None
+    # The workload (issue 9) and its keys; see scenario/workloads.py.
+    workload: str = "echo"
+    recipients: int = 100
+    senders: int = 1
+    broadcast_rate: float | str = "auto"
+    payload_bytes: int = 64
+    idle_window_s: float = 5.0
+    open_concurrency: int = 100
+    connect_concurrency: int = 50
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,7 @@ class Variant:
     mode: str | None = None
     serializer: str = "json"
     directory: str | None = None  # where `app` is imported from: the scenario file's directory
+    processes: int = 1  # server processes of a bundled stack sharing the broker
 
     def app_spec(self) -> AppSpec | None:
         """The user's app this variant runs, or None for a bundled stack."""
@@ -139,9 +150,15 @@ class Scenario:
     quick: dict[str, Any]
     variants: tuple[Variant, ...]
     source: str
+    sweep: Sweep | None = None
+    quick_sweep: Sweep | None = None  # [quick.sweep]: fewer or smaller points for --quick
 
     def plan(self, quick: bool) -> LoadPlan:
         return replace(self.load, **self.quick) if quick else self.load
+
+    def sweep_for(self, quick: bool) -> Sweep | None:
+        """The points to run: [quick.sweep] under --quick when the file has one."""
+        return self.quick_sweep if quick and self.quick_sweep is not None else self.sweep
 
 
 def _shipped_dir() -> Path:
@@ -193,13 +210,20 @@ _INT_LIMITS = {
     "in_flight": (1, 1_000),
     "repeats": (1, MAX_REPEATS),
     "profile_rate_hz": (1, MAX_RATE_HZ),
+    "recipients": (1, 10_000),
+    "senders": (1, 10_000),
+    "payload_bytes": (16, 1 << 20),  # 16: the broadcast id's hex digits; up to 1 MB
+    "open_concurrency": (1, 10_000),
+    "connect_concurrency": (1, 10_000),
 }
+WORKLOADS = ("echo", "broadcast", "idle", "connect")
 #: Seconds keys: (lowest, highest, lowest allowed). Windows must be longer than 0 s.
 _SECONDS_LIMITS = {
     "warmup_s": (0.0, 3600.0, True),
     "capacity_window_s": (0.0, 3600.0, False),
     "latency_window_s": (0.0, 3600.0, False),
     "profile_window_s": (0.0, 3600.0, False),
+    "idle_window_s": (0.0, 3600.0, False),
 }
 MAX_RATE = 10_000_000  # msgs/s: the load client's own bound on an offered rate
 
@@ -234,12 +258,16 @@ def _check_plan_value(source: str, where: str, key: str, value: Any) -> None:
             raise _bad(
                 source, where, f"unknown payload {value!r} (valid: {', '.join(payload_names())})"
             )
-    elif key == "latency_rate":
+    elif key == "workload":
+        if value not in WORKLOADS:
+            raise _bad(source, where, f"must be one of {', '.join(WORKLOADS)}, not {value!r}")
+    elif key in ("latency_rate", "broadcast_rate"):
+        unit = "msgs/s" if key == "latency_rate" else "broadcasts/s"
         if value != "auto" and not (_number(value) and 0 < value <= MAX_RATE):
             raise _bad(
                 source,
                 where,
-                f'must be "auto" or a number of msgs/s above 0 and at most {MAX_RATE}, not {value!r}',
+                f'must be "auto" or a number of {unit} above 0 and at most {MAX_RATE}, not {value!r}',
             )
     elif key == "latency_load":
         if not (_number(value) and 0 < value <= 1):
@@ -293,7 +321,7 @@ def parse_scenario(text: str, source: str) -> Scenario:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioFileError(f"{printable(source)}: not valid TOML: {exc}") from None
-    known = {"name", "description", "question", "load", "quick", "variants"}
+    known = {"name", "description", "question", "load", "quick", "variants", "sweep"}
     for key in doc:
         if key not in known:
             raise _bad(source, key, f"unknown key (valid: {', '.join(sorted(known))})")
@@ -307,7 +335,26 @@ def parse_scenario(text: str, source: str) -> Scenario:
         if not isinstance(doc.get(table, {}), dict):
             raise _bad(source, table, "must be a table")
     load = LoadPlan(**_check_plan_values(source, "load", dict(doc.get("load", {}))))
-    quick = _check_plan_values(source, "quick", dict(doc.get("quick", {})))
+    quick_table = dict(doc.get("quick", {}))
+    quick_sweep_table = quick_table.pop("sweep", None)
+    quick = _check_plan_values(source, "quick", quick_table)
+    sweep = None if "sweep" not in doc else _check_sweep(source, "sweep", doc["sweep"])
+    quick_sweep = (
+        None
+        if quick_sweep_table is None
+        else _check_sweep(source, "quick.sweep", quick_sweep_table)
+    )
+    if quick_sweep is not None and (sweep is None or quick_sweep.parameter != sweep.parameter):
+        raise _bad(source, "quick.sweep", "must sweep the same parameter as [sweep]")
+    for table, plan in (("load", load), ("quick", replace(load, **quick))):
+        _check_workload(source, table, plan)
+        if sweep is not None and plan.workload not in SWEEPS_OF[sweep.parameter]:
+            raise _bad(
+                source,
+                f"sweep.{sweep.parameter}",
+                f"does not apply to workload {plan.workload!r} "
+                f"(it applies to {', '.join(SWEEPS_OF[sweep.parameter])})",
+            )
     raw_variants = doc.get("variants")
     if not isinstance(raw_variants, list) or not raw_variants:
         raise _bad(source, "variants", "needs at least one [[variants]] table")
@@ -319,12 +366,12 @@ def parse_scenario(text: str, source: str) -> Scenario:
             continue
         if not isinstance(raw, dict) or not isinstance(raw.get("stack"), str):
             raise _bad(source, f"{where}.stack", "is required (or app, for your own app)")
-        unknown = set(raw) - {"name", "stack", "options", "claim", "port"}
+        unknown = set(raw) - {"name", "stack", "options", "claim", "port", "processes"}
         if unknown:
             raise _bad(
                 source,
                 f"{where}.{sorted(unknown)[0]}",
-                "unknown key (valid: name, stack, options, claim, port)",
+                "unknown key (valid: name, stack, options, claim, port, processes)",
             )
         port = raw.get("port", 0)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
@@ -334,10 +381,13 @@ def parse_scenario(text: str, source: str) -> Scenario:
             raise _bad(source, f"{where}.options", "must be a table")
         options = {k: str(v) for k, v in dict(raw.get("options", {})).items()}
         try:
-            validate_options(raw["stack"], options)
+            validate_options(raw["stack"], with_broker_url(options))
         except ValueError as exc:
             raise _bad(source, f"{where}.stack/options", str(exc)) from None
-        variants.append(Variant(name, raw["stack"], options, raw.get("claim"), port))
+        processes = _check_processes(source, where, raw, options, load.workload)
+        variants.append(
+            Variant(name, raw["stack"], options, raw.get("claim"), port, processes=processes)
+        )
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise _bad(source, "variants", f"variant names must be unique, got {names}")
@@ -349,7 +399,79 @@ def parse_scenario(text: str, source: str) -> Scenario:
         quick=quick,
         variants=tuple(variants),
         source=source,
+        sweep=sweep,
+        quick_sweep=quick_sweep,
     )
+
+
+#: A well-formed redis URL for checking options before redis-server runs (the runner
+#: passes the URL of the one it starts).
+REDIS_PROBE = "redis://127.0.0.1:6379/0"
+
+
+def with_broker_url(options: dict[str, str]) -> dict[str, str]:
+    """``options`` as the runner will start them: manager = "redis" gets its redis_url."""
+    if options.get("manager") == "redis" and "redis_url" not in options:
+        return {**options, "redis_url": REDIS_PROBE}
+    return options
+
+
+MAX_SWEEP_POINTS = 20
+#: The workloads each sweep parameter changes (echo's payload sizes are generated data).
+SWEEPS_OF = {
+    "connections": ("echo", "idle"),
+    "recipients": ("broadcast",),
+    "payload_bytes": ("echo", "broadcast"),
+}
+MAX_PROCESSES = 16
+
+
+def _check_sweep(source: str, where: str, table: Any) -> Sweep:
+    """Exactly one parameter, a list of values each valid as the [load] key it replaces."""
+    valid = ", ".join(SWEEP_PARAMETERS)
+    if not isinstance(table, dict) or len(table) != 1:
+        raise _bad(source, where, f"must be a table with exactly one key of {valid}")
+    ((parameter, values),) = table.items()
+    if parameter not in SWEEP_PARAMETERS:
+        raise _bad(source, f"{where}.{parameter}", f"cannot be swept (valid: {valid})")
+    key = f"{where}.{parameter}"
+    if not isinstance(values, list) or not 1 <= len(values) <= MAX_SWEEP_POINTS:
+        raise _bad(source, key, f"must be a list of 1 to {MAX_SWEEP_POINTS} values")
+    for i, value in enumerate(values):
+        _check_plan_value(source, f"{key}[{i}]", parameter, value)
+    if len(set(values)) != len(values):
+        raise _bad(source, key, f"points must be distinct, got {values}")
+    return Sweep(parameter, tuple(values))
+
+
+def _check_workload(source: str, table: str, plan: LoadPlan) -> None:
+    """Keys that only make sense together."""
+    if plan.senders > plan.recipients:
+        raise _bad(
+            source,
+            f"{table}.senders",
+            f"must be at most recipients ({plan.recipients}), not {plan.senders}",
+        )
+
+
+def _check_processes(
+    source: str, where: str, raw: dict[str, Any], options: dict[str, str], workload: str
+) -> int:
+    """``processes`` > 1: broadcast between server processes, which needs a shared broker."""
+    processes = raw.get("processes", 1)
+    if isinstance(processes, bool) or not isinstance(processes, int):
+        raise _bad(source, f"{where}.processes", "must be a positive integer")
+    if not 1 <= processes <= MAX_PROCESSES:
+        raise _bad(source, f"{where}.processes", f"must be from 1 to {MAX_PROCESSES}")
+    if processes > 1 and workload != "broadcast":
+        raise _bad(source, f"{where}.processes", 'above 1 needs workload = "broadcast"')
+    if processes > 1 and options.get("manager") != "redis":
+        raise _bad(
+            source,
+            f"{where}.processes",
+            'above 1 needs options.manager = "redis" (the processes share the broker)',
+        )
+    return processes
 
 
 def _app_variant(source: str, where: str, raw: dict[str, Any]) -> Variant:

@@ -8,7 +8,7 @@ pyperf's ``Benchmark``/``Run`` do, under one format version.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from wsprof.errors import WsprofError
@@ -37,6 +37,18 @@ class Window:
     # Average cores other processes (not wsprof's, not the kernel's) kept busy during the
     # window's load run: another load on the machine skews every figure of the window.
     other_cpu_cores: float = 0.0
+    # Workload figures of the window (broadcasts, deliveries, missing, connections, ...).
+    figures: dict[str, float] = field(default_factory=dict)
+    # The kernel's user/system split of the server tree over the window (/proc stat ticks):
+    # attribution's kernel-io is checked against (or apportioned from) the system part.
+    server_user_s: float = 0.0
+    server_system_s: float = 0.0
+
+    @property
+    def system_share(self) -> float | None:
+        """System time over user + system of the window (None when no ticks were seen)."""
+        total = self.server_user_s + self.server_system_s
+        return self.server_system_s / total if total > 0 else None
 
     @property
     def msgs_per_s(self) -> float:
@@ -54,7 +66,14 @@ class Window:
         hist = dict(data["histogram"])
         # JSON object keys are strings; the histogram's bucket indices are ints.
         hist["counts"] = {int(k): n for k, n in hist["counts"].items()}
-        return cls(**{**data, "errors": dict(data["errors"]), "histogram": hist})
+        return cls(
+            **{
+                **data,
+                "errors": dict(data["errors"]),
+                "histogram": hist,
+                "figures": dict(data.get("figures", {})),
+            }
+        )
 
 
 def _window_or_none(data: dict[str, Any] | None) -> Window | None:
@@ -73,6 +92,8 @@ class VariantRun:
     folded: str | None = None  # py-spy's folded file of that window
     rss_bytes: int = 0
     error: str | None = None
+    # py-spy's summary of its recording (samples taken, errors, seconds); None if none.
+    pyspy: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -93,6 +114,7 @@ class VariantRun:
             "folded": self.folded,
             "rss_bytes": self.rss_bytes,
             "error": self.error,
+            "pyspy": self.pyspy,
         }
 
     @classmethod
@@ -106,6 +128,31 @@ class VariantRun:
             folded=data["folded"],
             rss_bytes=data["rss_bytes"],
             error=data["error"],
+            pyspy=data.get("pyspy"),
+        )
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """Every variant measured at one point of a sweep (servers kept up between points)."""
+
+    value: int
+    runs: tuple[VariantRun, ...]
+    latency_rate: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "value": self.value,
+            "runs": [run.as_json() for run in self.runs],
+            "latency_rate": self.latency_rate,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SweepPoint:
+        return cls(
+            value=data["value"],
+            runs=tuple(VariantRun.from_json(r) for r in data["runs"]),
+            latency_rate=data["latency_rate"],
         )
 
 
@@ -133,8 +180,13 @@ class ScenarioRecord:
     latency_rate: float | None = None  # the open-loop rate every variant was offered
     micro_results: tuple[dict[str, Any], ...] = ()  # `wsprof micro` rows for the closure check
     closure_note: str | None = None
+    # Per variant name: the instrumented window's counts (wsprof.servers.counting), or its error.
+    counted: dict[str, dict[str, Any]] = field(default_factory=dict)
     floor_us: float | None = None  # the client+kernel floor of one round trip
     wall_time_s: float | None = None
+    # A sweep: its parameter and every point; ``runs`` are then the last point's (profiled).
+    sweep_parameter: str | None = None
+    sweep_points: tuple[SweepPoint, ...] = ()
 
     @property
     def profiling_ok(self) -> bool:
@@ -144,7 +196,7 @@ class ScenarioRecord:
         data = {
             name: getattr(self, name)
             for name in (f.name for f in fields(self))
-            if name not in ("plan", "runs", "client_cpus", "micro_results")
+            if name not in ("plan", "runs", "client_cpus", "micro_results", "sweep_points")
         }
         return {
             "format": RECORD_FORMAT,
@@ -153,6 +205,7 @@ class ScenarioRecord:
             "client_cpus": None if self.client_cpus is None else list(self.client_cpus),
             "micro_results": list(self.micro_results),
             "runs": [run.as_json() for run in self.runs],
+            "sweep_points": [point.as_json() for point in self.sweep_points],
         }
 
     @classmethod
@@ -170,5 +223,8 @@ class ScenarioRecord:
                 "client_cpus": None if cpus is None else tuple(cpus),
                 "micro_results": tuple(values["micro_results"]),
                 "runs": tuple(VariantRun.from_json(r) for r in values["runs"]),
+                "sweep_points": tuple(
+                    SweepPoint.from_json(p) for p in values.get("sweep_points", ())
+                ),
             }
         )

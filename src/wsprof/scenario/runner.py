@@ -16,7 +16,7 @@ progress through a callback; analysis and presentation happen elsewhere.
 
 from __future__ import annotations
 
-import os
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -31,98 +31,58 @@ from wsprof.client.driver import run_load
 from wsprof.env import environment
 from wsprof.errors import MeasurementError, WsprofError
 from wsprof.progress import OnProgress
-from wsprof.scenario.closure import needed_rows
+from wsprof.scenario.closure import Row, needed_rows
 from wsprof.scenario.contention import OtherLoad
+from wsprof.scenario.counted import count_variant
 from wsprof.scenario.files import (
     MAX_RATE_HZ,
     MAX_REPEATS,
+    REDIS_PROBE,
     LoadPlan,
     Scenario,
     Variant,
     file_component,
     printable,
 )
-from wsprof.scenario.record import ScenarioRecord, VariantRun, Window
+from wsprof.scenario.placement import pinning, worker_warnings
+from wsprof.scenario.record import ScenarioRecord, SweepPoint, VariantRun, Window
+from wsprof.scenario.rundirs import check_out_dir, claim_run_dir
+from wsprof.scenario.sweep import Sweep
+from wsprof.scenario.workloads import (
+    Target,
+    broadcast_rate,
+    check_echo_plan,
+    client_connections,
+    echo_payload_file,
+    has_latency_phase,
+    packet_format,
+    plan_at,
+    reply_contract,
+    workload_window,
+)
 from wsprof.servers.appcmd import check_installed
 from wsprof.servers.appserver import AppServerProcess
 from wsprof.servers.launcher import ServerFailed, ServerProcess
+from wsprof.servers.stacks import validate_options
 
 """Called as each step starts: (what, steps done, steps in all)."""
 
 
-def packet_format(serializer: str) -> str:
-    """What the client must speak: orjson (through the shim) still writes JSON packets."""
-    return "msgpack" if serializer == "msgpack" else "json"
+__all__ = ["ScenarioRunner", "check_out_dir", "claim_run_dir", "packet_format", "reply_contract"]
 
 
-def check_out_dir(out: Path) -> None:
-    """``--out`` must be a directory wsprof can write in (or one it can create), before any work."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise WsprofError(f"--out {printable(str(out))} is not a directory")
-    existing = out
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise WsprofError(
-            f"--out {printable(str(out))}: {printable(str(existing))} is not a directory"
-        )
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise WsprofError(
-            f"--out {printable(str(out))}: cannot write in {printable(str(existing))}"
-        )
+def _profile_settings(plan: LoadPlan, rate_hz: int | None, native: bool) -> tuple[int, float]:
+    """Sampling rate and profiled window: the scenario's, or with --native the native defaults.
 
-
-def claim_run_dir(parent: Path, run_id: str) -> Path:
-    """A new directory ``parent/run_id`` (``run_id-2``, ``-3``... if taken): never shared.
-
-    mkdir without exist_ok is atomic, so two runs started in the same second
-    (same --out, same scenario) always get directories of their own.
+    Native samples pause the server, so unless a rate is given it is the low native rate and
+    the window long enough for >= 2,000 samples at it (never shorter than the scenario's).
     """
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        for n in range(1, 1000):
-            path = parent / (run_id if n == 1 else f"{run_id}-{n}")
-            try:
-                path.mkdir()
-            except FileExistsError:
-                continue
-            return path
-    except OSError as exc:
-        raise WsprofError(
-            f"cannot create a run directory in {printable(str(parent))}: {exc.strerror or exc}"
-        ) from exc
-    raise WsprofError(f"{printable(str(parent))}: no free run directory for {run_id}")
+    from wsprof.profiling.pyspy import NATIVE_RATE_HZ, native_window_s
 
-
-def _pinning() -> tuple[int | None, list[int] | None]:
-    """Server on one core, client on another, when there are two or more."""
-    cores = sorted(os.sched_getaffinity(0))
-    if len(cores) >= 2:
-        return cores[-1], [cores[0]]
-    return None, None
-
-
-def _workers(variant: Variant) -> int:
-    """Server worker processes: an app's ``workers``, or a bundled stack's ``workers`` option."""
-    if variant.app_spec() is not None:
-        return variant.workers
-    value = variant.options.get("workers", "1")
-    return int(value) if value.isdigit() else 1
-
-
-def reply_contract(plan: LoadPlan, mode: str, source: str) -> dict[str, Any]:
-    """The [load] reply-contract keys as LoadConfig fields for a variant in ``mode``
-    (event, reply_event and ack belong to Socket.IO variants only)."""
-    contract: dict[str, Any] = {"reply": plan.reply}
-    if plan.payload_file is not None:
-        path = Path(plan.payload_file)
-        if not path.is_absolute():
-            path = Path(source).parent / path
-        contract["payload_file"] = str(path)
-    if mode == "socketio":
-        contract.update(event=plan.event, reply_event=plan.reply_event, ack=plan.ack)
-    return contract
+    if not native:
+        return rate_hz or plan.profile_rate_hz, plan.profile_window_s
+    rate = rate_hz or NATIVE_RATE_HZ
+    return rate, max(plan.profile_window_s, native_window_s(rate))
 
 
 @dataclass
@@ -137,10 +97,27 @@ class LiveVariant:
     folded: Path | None = None
     rss_bytes: int = 0
     error: str | None = None
+    pyspy: dict[str, Any] | None = None  # py-spy's own summary of the profiled window
+    extra_servers: list[ServerProcess] = field(default_factory=list)  # processes = N > 1
+    broker: Any = None  # the scenario's RedisServer, for a variant with manager = "redis"
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def target(self) -> Target:
+        assert self.server is not None
+        return Target([self.server, *self.extra_servers], self.broker)
+
+    def next_point(self) -> LiveVariant:
+        """The same servers for the next sweep point; a variant that failed stays failed."""
+        return LiveVariant(
+            self.variant,
+            self.server,
+            error=self.error,
+            extra_servers=self.extra_servers,
+            broker=self.broker,
+        )
 
     def freeze(self) -> VariantRun:
         return VariantRun(
@@ -152,6 +129,7 @@ class LiveVariant:
             folded=None if self.folded is None else str(self.folded),
             rss_bytes=self.rss_bytes,
             error=self.error,
+            pyspy=self.pyspy,
         )
 
 
@@ -176,26 +154,34 @@ class ScenarioRunner:
         plan = scenario.plan(quick)
         self.plan: LoadPlan = plan if repeats is None else replace(plan, repeats=repeats)
         self.profile = profile
-        self.rate_hz = rate_hz or self.plan.profile_rate_hz
         self.native = native
+        self.rate_hz, window = _profile_settings(self.plan, rate_hz, native)
+        self.plan = replace(self.plan, profile_window_s=window)  # the record says what ran
         self.rules = rules
         self.on_progress = on_progress
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self.out_root = Path(out_dir)
         # Claimed (created, never shared) when profiling starts; names from sanitised names.
         self.out_dir = self.out_root / file_component(scenario.name) / self.run_id
-        self.server_cpu, self.client_cpus = _pinning()
+        self.server_cpu, self.client_cpus = pinning()
         self.client = "fast" if fastpath.available("_loadclient") else "reference"
         self.runs = [LiveVariant(v) for v in scenario.variants]
+        self.sweep: Sweep | None = scenario.sweep_for(quick)
+        self.sweep_points: list[SweepPoint] = []
+        self.broker: Any = None
+        self.broker_error: str | None = None
         self.latency_rate: float | None = None
         self.profiler_note: str | None = None
         self.micro_results: list[dict[str, Any]] = []
         self.closure_note: str | None = None
+        self.counted: dict[str, dict[str, Any]] = {}
         self.floor_us: float | None = None
         self._pyspy: Any = None  # the py-spy module once it is known to work here
         n = len(self.runs)
-        self._steps = n * (1 + 2 * self.plan.repeats + (1 if profile else 0)) + (
-            1 if profile else 0
+        points = 1 if self.sweep is None else len(self.sweep.points)
+        broker = any(v.options.get("manager") == "redis" for v in scenario.variants)
+        self._steps = n * (1 + points * 2 * self.plan.repeats + (2 if profile else 0)) + (
+            (1 if profile else 0) + (1 if broker else 0)
         )
         self._done = 0
 
@@ -214,12 +200,20 @@ class ScenarioRunner:
         rate: float | None,
         on_mark: Callable[[str], None] | None = None,
     ) -> Window:
+        if self.plan.workload != "echo":
+            window = workload_window(
+                run.target(), self.plan, kind, duration, rate, client=self.client, on_mark=on_mark
+            )
+            run.rss_bytes = max(run.rss_bytes, run.target().rss_bytes())
+            return window
         server = run.server
         assert server is not None
         marks: dict[str, float] = {}
+        splits: dict[str, tuple[float, float]] = {}
 
         def mark(name: str) -> None:
             marks[name] = server.cpu_seconds()
+            splits[name] = server.cpu_split()
             if on_mark is not None:
                 on_mark(name)
 
@@ -254,6 +248,8 @@ class ScenarioRunner:
             errors=result.errors,
             histogram=result.histogram,
             other_cpu_cores=other_cpu_cores,
+            server_user_s=splits["end"][0] - splits["start"][0],
+            server_system_s=splits["end"][1] - splits["start"][1],
         )
 
     def _capacity_window(self, run: LiveVariant) -> None:
@@ -281,23 +277,55 @@ class ScenarioRunner:
 
     # -- phases ----------------------------------------------------------------
 
+    def _start_broker(self, stack: ExitStack) -> None:
+        """One redis-server for the scenario when a variant uses the redis manager."""
+        if not any(v.options.get("manager") == "redis" for v in self.scenario.variants):
+            return
+        from wsprof.servers.redis import RedisServer
+
+        self._advance("starting redis-server")
+        broker = RedisServer(cpu=self.server_cpu)
+        stack.callback(broker.stop)
+        try:
+            self.broker = broker.start()
+        except ServerFailed as exc:
+            self.broker_error = f"redis-server failed to start: {exc}"
+
+    def _server_options(self, variant: Variant, broker_url: str | None) -> dict[str, str]:
+        """The variant's options, with what its workload and the broker need."""
+        options = dict(variant.options)
+        if self.plan.workload == "broadcast":
+            options["handler"] = "broadcast"
+        if options.get("manager") == "redis" and broker_url is not None:
+            options["redis_url"] = broker_url
+        return options
+
     def _start_servers(self, stack: ExitStack) -> None:
         for run in self.runs:
             self._advance(f"starting {run.variant.name}")
+            redis = run.variant.options.get("manager") == "redis"
+            if redis and self.broker_error is not None:
+                run.error = self.broker_error
+                continue
+            run.broker = self.broker if redis else None
             spec = run.variant.app_spec()
-            server: ServerProcess = (
+            options = self._server_options(run.variant, self.broker and self.broker.url)
+            servers: list[ServerProcess] = [
                 ServerProcess(
                     run.variant.stack,
-                    run.variant.options,
-                    port=run.variant.port,
+                    options,
+                    port=run.variant.port if i == 0 else 0,
                     cpu=self.server_cpu,
                 )
                 if spec is None
                 else AppServerProcess(spec, cpu=self.server_cpu)
-            )
-            stack.callback(server.stop)
+                for i in range(run.variant.processes)
+            ]
+            for server in servers:
+                stack.callback(server.stop)
             try:
-                run.server = server.start()
+                run.server = servers[0].start()
+                run.extra_servers = [server.start() for server in servers[1:]]
             except ServerFailed as exc:
                 run.error = f"server failed to start: {exc}"
 
@@ -314,10 +342,20 @@ class ScenarioRunner:
                 self._advance(f"capacity {run.variant.name} ({r + 1}/{self.plan.repeats})")
                 self._guarded(run, self._capacity_window)
                 if last and self._pyspy is not None:
-                    self._advance(f"profiling {run.variant.name} (py-spy at {self.rate_hz} Hz)")
+                    mode = ", native: blocking" if self.native else ""
+                    self._advance(
+                        f"profiling {run.variant.name} (py-spy at {self.rate_hz} Hz{mode}, "
+                        f"{self.plan.profile_window_s:g} s)"
+                    )
                     self._guarded(run, self._profile_one)
 
     def _choose_rate(self) -> None:
+        if self.plan.workload != "echo":
+            self.latency_rate = None
+            if self.plan.workload == "broadcast":
+                ok = [run.capacity for run in self.runs if run.ok]
+                self.latency_rate = broadcast_rate(self.plan, ok)
+            return
         if self.plan.latency_rate != "auto":
             self.latency_rate = float(self.plan.latency_rate)
             return
@@ -329,7 +367,7 @@ class ScenarioRunner:
 
     def _latency(self) -> None:
         rate = self.latency_rate
-        if rate is None:
+        if rate is None or not has_latency_phase(self.plan.workload):
             return
         for r in range(self.plan.repeats):
             for run in self.runs:
@@ -357,6 +395,9 @@ class ScenarioRunner:
         # py-spy runs --nonblocking (it reads the server's memory without pausing it:
         # a paused server loses throughput, which would be the profiler's, not the
         # stack's), started from the client's thread so it shares the client's core.
+        # --native cannot: py-spy pauses the server per sample, so it runs at a lower
+        # rate over a longer window (_profile_settings), on the server's own core (idle
+        # while paused), and the overhead is reported as for every profiled window.
         pyspy = self._pyspy
         server = run.server
         assert server is not None and pyspy is not None
@@ -372,7 +413,7 @@ class ScenarioRunner:
                         duration=self.plan.profile_window_s,
                         rate=self.rate_hz,
                         native=self.native,
-                        nonblocking=True,
+                        nonblocking=not self.native,
                         # Worker trees (gunicorn, uvicorn --workers) work in children; and
                         # without it py-spy writes a sample with no frames as a bare " N" line.
                         subprocesses=True,
@@ -382,7 +423,8 @@ class ScenarioRunner:
         try:
             run.profiled = self._window(run, "profile", self.plan.profile_window_s, None, on_mark)
             for recorder in recorders:
-                recorder.wait()
+                rec = recorder.wait()
+                run.pyspy = {"samples": rec.samples, "errors": rec.errors, "seconds": rec.seconds}
             run.folded = folded
         except pyspy.ProfilerUnavailable as exc:
             self.profiler_note = str(exc)
@@ -391,20 +433,35 @@ class ScenarioRunner:
             for recorder in recorders:
                 recorder.stop()
 
+    def _count(self) -> None:
+        """The counted closure's phase: per variant, its own instrumented server and one window."""
+        for run in self.runs:
+            self._advance(f"counting events per message of {run.variant.name}")
+            if run.ok and run.server is not None:
+                self.counted[run.variant.name] = count_variant(
+                    run.variant,
+                    run.server,
+                    self.plan,
+                    self.scenario.source,
+                    client=self.client,
+                    server_cpu=self.server_cpu,
+                    client_cpus=self.client_cpus,
+                )
+
     def _predict(self) -> None:
         """Micro predictions for the closure check, and the client+kernel floor."""
         from wsprof.scenario.predict import measure_predictions
 
         self._advance("closure: micro predictions and the loopback floor")
-        variants = [
-            (run.variant.stack, run.server.options)
-            for run in self.runs
-            if run.ok and run.server is not None
-        ]
+        rows: list[Row] = []
+        for run in self.runs:
+            counted = self.counted.get(run.variant.name, {})
+            if run.ok and run.server is not None and "error" not in counted:
+                for row in needed_rows(run.server.options, self.plan.payload, counted):
+                    if row not in rows:
+                        rows.append(row)
         try:
-            self.micro_results = measure_predictions(
-                needed_rows(variants, self.plan.payload), self.quick
-            )
+            self.micro_results = measure_predictions(rows, self.quick)
         except MeasurementError as exc:
             self.closure_note = f"closure unavailable: {exc}"
         if fastpath.available("_loadclient"):
@@ -412,6 +469,31 @@ class ScenarioRunner:
 
             cpu = self.client_cpus[0] if self.client_cpus else None
             self.floor_us = measure_floor_us(cpu, repeats=3, seconds=0.3)
+
+    def _measure_point(self) -> None:
+        self._capacity()
+        self._choose_rate()
+        self._latency()
+
+    def _sweep(self, sweep: Sweep, stack: ExitStack) -> None:
+        """Every point in turn on the same servers (no parameter of a sweep needs a restart);
+        py-spy records at the last point only, so profiling never repeats per point."""
+        base = self.plan
+        payloads = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="wsprof-")))
+        pyspy = self._pyspy
+        for i, value in enumerate(sweep.points):
+            last = i == len(sweep.points) - 1
+            self.plan = plan_at(base, sweep.parameter, value)
+            if sweep.parameter == "payload_bytes" and base.workload == "echo":
+                self.plan = replace(self.plan, payload_file=str(echo_payload_file(payloads, value)))
+            if i:
+                self.runs = [run.next_point() for run in self.runs]
+            self._pyspy = pyspy if last else None
+            self._measure_point()
+            self.sweep_points.append(
+                SweepPoint(value, tuple(run.freeze() for run in self.runs), self.latency_rate)
+            )
+        self.plan = base
 
     # -- the whole run ----------------------------------------------------------
 
@@ -428,51 +510,32 @@ class ScenarioRunner:
             raise WsprofError(f"--repeats must be at most {MAX_REPEATS}, not {plan.repeats}")
         if self.rate_hz > MAX_RATE_HZ:
             raise WsprofError(f"--rate-hz must be at most {MAX_RATE_HZ}, not {self.rate_hz}")
-        rate = None if plan.latency_rate == "auto" else float(plan.latency_rate)
         try:
-            for duration, window_rate in (
-                (plan.capacity_window_s, None),
-                (plan.latency_window_s, rate),
-                (plan.profile_window_s, None),
-            ):
-                LoadConfig(
-                    url="ws://127.0.0.1:1/",
-                    connections=plan.connections,
-                    in_flight=plan.in_flight,
-                    rate=window_rate,
-                    duration=duration,
-                    payload=plan.payload,
-                    warmup=plan.warmup_s,
-                    **reply_contract(plan, "raw", self.scenario.source),
-                )
-            ensure_fd_limit(plan.connections)
+            points: list[int | None] = [None] if self.sweep is None else [*self.sweep.points]
+            for point in points:
+                if point is not None:
+                    assert self.sweep is not None
+                    plan = plan_at(self.plan, self.sweep.parameter, point)
+                if plan.workload == "echo" and not (
+                    self.sweep is not None and self.sweep.parameter == "payload_bytes"
+                ):
+                    check_echo_plan(plan, self.scenario.source)
+                ensure_fd_limit(client_connections(plan))
             for variant in self.scenario.variants:
                 if (spec := variant.app_spec()) is not None:
                     check_installed(spec)
+                else:  # the options the runner adds (handler, redis_url) must be known
+                    validate_options(variant.stack, self._server_options(variant, REDIS_PROBE))
+            if any(v.options.get("manager") == "redis" for v in self.scenario.variants):
+                from wsprof.servers.redis import require_redis_server
+
+                require_redis_server()
         except WsprofError as exc:
             raise WsprofError(f"{printable(self.scenario.source)}: {exc}") from None
 
     def worker_warnings(self) -> list[str]:
         """Variants whose workers outnumber the cores they get: their figures share cores."""
-        cores = len(os.sched_getaffinity(0))
-        pinned = 1 if self.server_cpu is not None else cores
-        warnings = []
-        for variant in self.scenario.variants:
-            workers = _workers(variant)
-            if workers <= 1:
-                continue
-            if workers > cores:
-                warnings.append(
-                    f"variant {variant.name}: {workers} workers > {cores} cores; "
-                    "workers and the load client share cores, so its figures understate the server"
-                )
-            elif workers > pinned:
-                warnings.append(
-                    f"variant {variant.name}: {workers} workers share the server's "
-                    f"{pinned} core (cpu {self.server_cpu}); the load client has the other"
-                    f"{'s' if cores - pinned > 1 else ''}"
-                )
-        return warnings
+        return worker_warnings(self.scenario.variants, self.server_cpu)
 
     def run(self) -> ScenarioRecord:
         """Measure every variant (servers are always stopped on the way out)."""
@@ -481,14 +544,18 @@ class ScenarioRunner:
         with ExitStack() as stack:
             if self.profile:
                 self._check_profiler()
+            self._start_broker(stack)
             self._start_servers(stack)
-            self._capacity()
-            self._choose_rate()
-            self._latency()
+            if self.sweep is None:
+                self._measure_point()
+            else:
+                self._sweep(self.sweep, stack)
             for run in self.runs:
-                if run.server is not None:
-                    run.server.stop()
+                for server in (run.server, *run.extra_servers):
+                    if server is not None:
+                        server.stop()
             if self.profile and self.profiler_note is None:
+                self._count()
                 self._predict()
         if self.on_progress is not None:
             self.on_progress("done", self._steps, self._steps)
@@ -522,6 +589,9 @@ class ScenarioRunner:
             latency_rate=self.latency_rate,
             micro_results=tuple(self.micro_results),
             closure_note=self.closure_note,
+            counted=dict(self.counted),
             floor_us=self.floor_us,
             wall_time_s=round(wall_time_s, 1),
+            sweep_parameter=None if self.sweep is None else self.sweep.parameter,
+            sweep_points=tuple(self.sweep_points),
         )

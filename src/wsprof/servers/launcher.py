@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import psutil
 from wsprof.errors import MeasurementError
 from wsprof.protocol import socketio
 from wsprof.protocol.websocket import ProtocolError
+from wsprof.servers.counting import COUNT_FILE_ENV
 from wsprof.servers.serve import EXIT_BAD_ARGS, EXIT_BIND_FAILED, PARENT_PID_ENV, READY_PREFIX
 from wsprof.servers.stacks import (
     STACKS,
@@ -83,13 +85,19 @@ class ServerProcess:
         port: int = 0,
         cpu: int | None = None,
         startup_timeout: float = 20.0,
+        instrumented: bool = False,
     ) -> None:
+        """``instrumented`` runs the server with the per-message counters of
+        :mod:`wsprof.servers.counting`, dumping to ``count_file`` on SIGUSR2: its
+        CPU figures include the counters' cost, so it never serves a clean window.
+        """
         self.stack = stack
         self.options: dict[str, str] = validate_options(stack, options or {})
         spec = get_stack(stack)
         self.mode: str = spec.mode
         self.serializer: str = self.options.get("serializer", "none")
         self._init_process(port, cpu, startup_timeout)
+        self.instrumented = instrumented
 
     def _init_process(self, port: int, cpu: int | None, startup_timeout: float) -> None:
         """The state every server process has, whatever it serves."""
@@ -114,7 +122,11 @@ class ServerProcess:
         self._final_stderr: bytes | None = None
         self._known: dict[int, psutil.Process] = {}
         self._task_ns: dict[tuple[int, int], int] = {}
+        self._task_ticks: dict[tuple[int, int], tuple[int, int]] = {}
         self._use_schedstat = os.path.exists("/proc/self/task")
+        self.instrumented = False
+        #: Where an instrumented server writes its counts (None when not instrumented).
+        self.count_file: Path | None = None
 
     # ----------------------------------------------------------------- start
 
@@ -142,6 +154,8 @@ class ServerProcess:
         """
         if self._proc is not None:
             raise RuntimeError("ServerProcess.start() called twice")
+        if self.instrumented:
+            self.count_file = Path(tempfile.mkdtemp(prefix="wsprof-counts-")) / "counts.json"
         deadline = time.monotonic() + self.startup_timeout
         self._stderr_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as self
             prefix=f"wsprof-{file_safe(self.stack)}-", suffix=".stderr"
@@ -173,6 +187,9 @@ class ServerProcess:
         env = dict(os.environ)
         env[PARENT_PID_ENV] = str(os.getpid())
         env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC_DIR, env.get("PYTHONPATH", "")) if p)
+        env.pop(COUNT_FILE_ENV, None)
+        if self.count_file is not None:
+            env[COUNT_FILE_ENV] = str(self.count_file)
         return {"env": env, "stdout": subprocess.PIPE}
 
     def _become_ready(self, deadline: float) -> None:
@@ -309,6 +326,28 @@ class ServerProcess:
             by_pid[pid] = by_pid.get(pid, 0.0) + ns / 1e9
         return by_pid
 
+    def cpu_split(self) -> tuple[float, float]:
+        """(user, system) CPU seconds of the whole tree, every thread, since it started.
+
+        The kernel's own split, ``utime``/``stime`` of ``/proc/PID/task/TID/stat``
+        (clock ticks, 10 ms): what no sampler of Python stacks can see is how
+        much of the server's time the kernel spent on its behalf (socket
+        syscalls). A thread's last seen ticks are kept after it exits, as
+        :meth:`cpu_seconds` does. Without ``/proc``: psutil ``cpu_times()``.
+        """
+        self._require_started()
+        for process in self._remember_tree():
+            if self._use_schedstat:
+                sample_task_ticks(process.pid, self._task_ticks)
+                continue
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            ticks = (round(times.user * CLOCK_TICKS), round(times.system * CLOCK_TICKS))
+            self._task_ticks[(process.pid, 0)] = ticks
+        return ticks_split(self._task_ticks)
+
     def _sample_schedstat(self, pid: int) -> None:
         try:
             tids = os.listdir(f"/proc/{pid}/task")
@@ -413,6 +452,8 @@ class ServerProcess:
             self._final_stderr = self._read_stderr()
             if self._stderr_file is not None:
                 self._stderr_file.close()
+            if self.count_file is not None:
+                shutil.rmtree(self.count_file.parent, ignore_errors=True)
 
     def _signal_tree(self, sig: signal.Signals, tree: list[psutil.Process]) -> None:
         proc = self._proc
@@ -455,6 +496,53 @@ class ServerProcess:
         return (
             f"<ServerProcess {self.stack} {self.options} port={self.port} pid={self.pid} {state}>"
         )
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+"""Ticks per second of ``utime``/``stime`` in ``/proc/.../stat``."""
+
+
+def sample_task_ticks(pid: int, seen: dict[tuple[int, int], tuple[int, int]]) -> None:
+    """Add every thread of ``pid`` to ``seen``: (pid, tid) -> (utime, stime) ticks, never less.
+
+    Fields 14 and 15 of ``stat``, counted after the command name's closing
+    parenthesis (a name may hold spaces and parentheses).
+    """
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()
+            user, system = int(fields[11]), int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue
+        key = (pid, int(tid))
+        old_user, old_system = seen.get(key, (0, 0))
+        seen[key] = (max(user, old_user), max(system, old_system))
+
+
+def ticks_split(seen: dict[tuple[int, int], tuple[int, int]]) -> tuple[float, float]:
+    """(user, system) seconds of the threads in ``seen``."""
+    user = sum(u for u, _ in seen.values())
+    system = sum(s for _, s in seen.values())
+    return user / CLOCK_TICKS, system / CLOCK_TICKS
+
+
+def tree_cpu_split(pid: int, seen: dict[tuple[int, int], tuple[int, int]]) -> tuple[float, float]:
+    """:meth:`ServerProcess.cpu_split` for a process wsprof did not start (``profile --pid``).
+
+    ``seen`` carries the threads between calls; children are found by psutil.
+    """
+    try:
+        pids = [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
+        pids = [pid]
+    for p in pids:
+        sample_task_ticks(p, seen)
+    return ticks_split(seen)
 
 
 def file_safe(name: str) -> str:

@@ -21,6 +21,7 @@ import socket
 import sys
 from collections.abc import Callable, Mapping
 
+from wsprof.servers.counting import COUNT_FILE_ENV
 from wsprof.servers.stacks import (
     STACKS,
     StackOptionError,
@@ -129,6 +130,24 @@ def runner_for(stack: str) -> Runner:
     }[stack]
 
 
+def counted_listen(listen: Listen) -> Listen:
+    """``listen`` that first installs the per-message counters when ``WSPROF_COUNT_FILE`` is set.
+
+    Every stack calls ``listen`` after its green monkey-patching and after building
+    its app, and before serving: the one point where all the counted code exists.
+    """
+    if not os.environ.get(COUNT_FILE_ENV):
+        return listen
+
+    def listen_counted() -> socket.socket:
+        from wsprof.servers import counting
+
+        counting.install_from_env()
+        return listen()
+
+    return listen_counted
+
+
 def _describe_stacks() -> str:
     lines = []
     for spec in STACKS.values():
@@ -159,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     die_with_parent()
     run = runner_for(args.stack)
     try:
-        run(options, make_listen(args.host, args.port), announce_ready)
+        run(options, counted_listen(make_listen(args.host, args.port)), announce_ready)
     except BindFailed as exc:
         sys.stderr.write(f"wsprof-serve: {exc}\n")
         return EXIT_BIND_FAILED

@@ -30,4 +30,22 @@ def socketio_server_kwargs(options: Mapping[str, str]) -> dict[str, Any]:
         from wsprof.servers import orjson_shim
 
         kwargs["json"] = orjson_shim
+    if options.get("manager") == "redis":
+        kwargs["client_manager"] = redis_client_manager(options)
     return kwargs
+
+
+def redis_client_manager(options: Mapping[str, str]) -> Any:
+    """python-socketio's Redis manager for ``options["redis_url"]``, of the server's kind.
+
+    The asyncio stacks are exactly those with a ``loop`` option (stacks.py):
+    they get ``AsyncRedisManager``; the green stacks get ``RedisManager``, whose
+    blocking redis client runs on the sockets they have monkey-patched by now
+    (python-socketio refuses to start it on unpatched sockets). Queue messages
+    are (de)serialised with the server's own JSON module, as python-socketio does.
+    """
+    import socketio
+
+    if "loop" in options:
+        return socketio.AsyncRedisManager(options["redis_url"])
+    return socketio.RedisManager(options["redis_url"])

@@ -84,11 +84,37 @@ def _worker_count(value: str) -> str | None:
 
 
 WORKERS = Option("1", check=_worker_count, help=f"1 to {MAX_WORKERS} processes")
+
+
+# --- the Socket.IO client manager: in-process, or python-socketio's Redis manager ---
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _redis_url(value: str) -> str | None:
+    if value and not value.startswith(REDIS_URL_SCHEMES):
+        return f"must be a URL starting with {', '.join(REDIS_URL_SCHEMES)}"
+    return None
+
+
+MANAGER = Option("memory", ("memory", "redis"))
+REDIS_URL = Option("", check=_redis_url, help="redis://HOST:PORT/DB, needed with manager=redis")
+SOCKETIO_MANAGER = {"manager": MANAGER, "redis_url": REDIS_URL}
+
+
+def _check_manager(stack: str, resolved: Mapping[str, str]) -> None:
+    """``manager = "redis"`` needs the broker's URL (the runner passes the one it started)."""
+    if resolved.get("manager") == "redis" and not resolved.get("redis_url"):
+        raise StackOptionError(
+            f"stack {stack!r}: option 'manager' = 'redis' needs redis_url=redis://HOST:PORT/0"
+        )
+
+
 GREEN_SOCKETIO = {
     "handler": HANDLER,
     "serializer": SERIALIZER,
     "ping_interval": PING_INTERVAL,
     "ping_timeout": PING_TIMEOUT,
+    **SOCKETIO_MANAGER,
 }
 
 STACKS: dict[str, Stack] = {
@@ -117,6 +143,7 @@ STACKS: dict[str, Stack] = {
                 "serializer": SERIALIZER,
                 "ping_interval": PING_INTERVAL,
                 "ping_timeout": PING_TIMEOUT,
+                **SOCKETIO_MANAGER,
             },
         ),
         Stack(
@@ -128,6 +155,7 @@ STACKS: dict[str, Stack] = {
                 "serializer": SERIALIZER,
                 "ping_interval": PING_INTERVAL,
                 "ping_timeout": PING_TIMEOUT,
+                **SOCKETIO_MANAGER,
             },
         ),
         Stack(
@@ -139,6 +167,7 @@ STACKS: dict[str, Stack] = {
                 "serializer": SERIALIZER,
                 "ping_interval": PING_INTERVAL,
                 "ping_timeout": PING_TIMEOUT,
+                **SOCKETIO_MANAGER,
             },
         ),
         Stack(
@@ -171,6 +200,7 @@ STACKS: dict[str, Stack] = {
                 "serializer": SERIALIZER,
                 "ping_interval": PING_INTERVAL,
                 "ping_timeout": PING_TIMEOUT,
+                **SOCKETIO_MANAGER,
             },
         ),
     )
@@ -213,6 +243,7 @@ def validate_options(stack: str, options: Mapping[str, str]) -> dict[str, str]:
             if problem:
                 raise StackOptionError(f"stack {stack!r}: option {key!r} {problem}, not {value!r}")
         resolved[key] = value
+    _check_manager(stack, resolved)
     return resolved
 
 
