@@ -506,7 +506,7 @@ cdef class BroadcastRun:
         cdef epoll_event events[MAX_EVENTS]
         cdef epoll_event ev
         cdef uint64_t now, t_next, t_window, t_stop = 0
-        cdef int s, k, timeout_ms
+        cdef int s, _k, timeout_ms
         self.on_window = on_window
         self.first_id = self.last_id = 0xFFFFFFFFFFFFFFFFULL
         self.epfd = epoll_create1(EPOLL_CLOEXEC)
@@ -530,7 +530,7 @@ cdef class BroadcastRun:
             timer_at(self.timerfd, now)
         else:
             for s in range(self.nsenders):
-                for k in range(self.in_flight):
+                for _k in range(self.in_flight):
                     self.stage(s, now)
             self.flush_dirty()
         while True:
