@@ -32,6 +32,13 @@ RAW_PATH = "/ws"
 SIO_PATH = "/socket.io/?EIO=4&transport=websocket"
 #: Stacks whose extra dependencies the test machine may lack are skipped, not failed.
 STACK_NAMES = [name for name in STACKS if "handler" in STACKS[name].options]
+# The fast suite covers one stack per kind (raw asyncio, raw websockets, Socket.IO on ASGI and on
+# eventlet); the framework and gevent stacks run the same body under `-m slow`.
+FAST_SUITE_STACKS = ("starlette-raw", "websockets-raw", "socketio-asgi", "socketio-eventlet")
+STACK_PARAMS = [
+    name if name in FAST_SUITE_STACKS else pytest.param(name, marks=pytest.mark.slow)
+    for name in STACK_NAMES
+]
 
 
 @pytest.fixture(params=CLIENTS)
@@ -93,7 +100,7 @@ def test_config_refuses_bad_values() -> None:
 # -- every bundled stack, both clients -------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", STACK_NAMES)
+@pytest.mark.parametrize("name", STACK_PARAMS)
 def test_every_stack_delivers_every_broadcast_once(client: str, name: str) -> None:
     spec = STACKS[name]
     with stack(name, handler="broadcast") as server:

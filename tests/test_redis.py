@@ -193,7 +193,13 @@ def subscribed(url: str) -> Iterator[list[dict[str, object]]]:
 @needs_redis
 @pytest.mark.parametrize(
     ("stack", "serializer"),
-    [(name, "json") for name in SOCKETIO_STACKS]
+    # One stack per server kind in the fast suite; the framework stacks under `-m slow`.
+    [
+        (name, "json")
+        if name in ("socketio-asgi", "socketio-eventlet")
+        else pytest.param(name, "json", marks=pytest.mark.slow)
+        for name in SOCKETIO_STACKS
+    ]
     + [
         ("socketio-asgi", "msgpack"),
         ("socketio-eventlet", "msgpack"),
