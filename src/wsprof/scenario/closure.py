@@ -173,9 +173,10 @@ def misses(layer: str, ratio: float | None, counted: dict[str, Any]) -> str | No
     if layer == "event-loop":
         if not counted.get("callbacks_countable"):
             return (
-                "uvloop runs its callbacks in C, so only task steps are counted; its I/O "
-                "callbacks and the socket syscalls charged to event-loop (see the system share) "
-                "are not in the model"
+                "uvloop runs its callbacks in C, so only task steps are counted: its I/O "
+                "callbacks (reads, writes, transport and protocol calls, all under uvloop's "
+                "frames) are not in the model, nor, without --native, the share of system time "
+                "that apportioning leaves in event-loop"
                 if over
                 else "part of each task step runs in frames charged to other layers"
             )
