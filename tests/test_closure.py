@@ -222,3 +222,38 @@ def test_counted_closure_on_socketio_asgi_end_to_end(tmp_path: Path):
         assert entry["ratio"] is None or math.isfinite(entry["ratio"])
         assert entry["events_per_msg"]
     assert "counted per message" in proc.stdout
+
+
+def test_the_closure_table_shows_notes_and_errors_as_written() -> None:
+    """Notes hold brackets ("[event, data]") and errors hold server text: never rich markup."""
+    from rich.console import Console
+
+    from wsprof.report.scenario import _closure_table
+
+    note = misses("json", 2.0, {"messages": 1, "counts": {"json_loads": 1}})
+    assert note is not None and "[event, data]" in note
+    doc = {
+        "variants": [
+            {
+                "name": "sio",
+                "closure": [
+                    {
+                        "layer": "json",
+                        "attributed_us": 20.0,
+                        "predicted_us": 10.0,
+                        "ratio": 2.0,
+                        "basis": "1.00 json loads per message",
+                        "misses": note,
+                    }
+                ],
+            },
+            {"name": "app", "counted_events": {"error": "server said [bold]no[/bold]"}},
+        ]
+    }
+    table = _closure_table(doc)
+    assert table is not None
+    console = Console(width=400, record=True, color_system=None)
+    console.print(table)
+    text = console.export_text()
+    assert "[event, data]" in text
+    assert "server said [bold]no[/bold]" in text

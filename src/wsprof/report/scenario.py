@@ -241,16 +241,16 @@ def _closure_table(doc: dict[str, Any]) -> Table | None:
     for name, c in rows:
         ratio = c.get("ratio")
         table.add_row(
-            name,
+            _text(name),
             c["layer"],
             f"{c['attributed_us']:.2f}",
             f"{c['predicted_us']:.2f}",
             "-" if ratio is None else f"{ratio:.2f}",
-            c["basis"],
-            c.get("misses") or "",
+            _text(c["basis"]),
+            _text(c.get("misses") or ""),
         )
     for name, error in uncounted:
-        table.add_row(name, "-", "-", "-", "-", "no prediction", error)
+        table.add_row(_text(name), "-", "-", "-", "-", "no prediction", _text(error))
     return table
 
 
