@@ -13,7 +13,6 @@ import jsonschema
 import pytest
 
 from wsprof.scenario.files import load_scenario
-from wsprof.servers.stacks import get_stack
 
 SCHEMA = json.loads(resources.files("wsprof").joinpath("schemas/scenario.schema.json").read_text())
 
@@ -88,15 +87,15 @@ def test_an_echo_sweep_over_connections_gives_rows_growth_and_valid_json(tmp_pat
     "name", ["broadcast-fanout", "idle-connections", "connect-rate", "redis-broker"]
 )
 def test_the_workload_scenarios_ship_and_load(name: str):
-    if name == "redis-broker" and "manager" not in get_stack("socketio-asgi").options:
-        pytest.skip("socketio stacks have no manager option yet (issue 9, servers side)")
     scenario = load_scenario(name)
     assert scenario.load.workload != "echo"
     quick = scenario.plan(quick=True)
     assert quick.capacity_window_s <= scenario.load.capacity_window_s
 
 
-def _run_scenario(tmp_path: Path, text: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+def _run_scenario(
+    tmp_path: Path, text: str, *, profile: bool = False
+) -> tuple[subprocess.CompletedProcess[str], dict]:
     path = tmp_path / "scenario.toml"
     path.write_text(text)
     out = tmp_path / "result.json"
@@ -111,7 +110,7 @@ def _run_scenario(tmp_path: Path, text: str) -> tuple[subprocess.CompletedProces
             str(out),
             "--out",
             str(tmp_path / "fg"),
-            "--no-profile",
+            *([] if profile else ["--no-profile"]),
         ],
         capture_output=True,
         text=True,
@@ -146,7 +145,6 @@ stack = "socketio-asgi"
 
 
 def test_a_broadcast_sweep_counts_every_delivery_at_each_point(tmp_path: Path):
-    pytest.importorskip("wsprof.client.broadcast", reason="the broadcast client is not merged yet")
     proc, doc = _run_scenario(tmp_path, BROADCAST_SWEEP)
     assert doc["workload"] == "broadcast"
     for name, entry in doc["sweep"]["variants"].items():
@@ -183,7 +181,6 @@ options = {{ ping_interval = 1 }}
 
 
 def test_idle_connections_cost_memory_and_answer_heartbeats(tmp_path: Path):
-    pytest.importorskip("wsprof.client.connections", reason="the idle client is not merged yet")
     _, doc = _run_scenario(tmp_path, IDLE_AND_CONNECT.format(workload="idle"))
     raw, sio = doc["variants"]
     for v in (raw, sio):
@@ -195,9 +192,50 @@ def test_idle_connections_cost_memory_and_answer_heartbeats(tmp_path: Path):
 
 
 def test_connect_rate_counts_connections_and_their_cost(tmp_path: Path):
-    pytest.importorskip("wsprof.client.connections", reason="the connect client is not merged yet")
     _, doc = _run_scenario(tmp_path, IDLE_AND_CONNECT.format(workload="connect"))
     for v in doc["variants"]:
         assert v["status"] == "ok"
         assert v["connects_per_s"] > 0 and v["server_cpu_us_per_connection"] > 0
         assert 0 < v["connect_latency_us"]["p50"] <= v["connect_latency_us"]["p99"]
+
+
+REDIS_TWO_PROCESSES = """
+name = "redis-two-processes"
+description = "two server processes sharing wsprof's redis-server, tiny windows: a test"
+[load]
+workload = "broadcast"
+recipients = 8
+senders = 2
+warmup_s = 0.5
+capacity_window_s = 0.8
+latency_window_s = 0.8
+profile_window_s = 1.0
+repeats = 1
+[[variants]]
+name = "redis-2"
+stack = "socketio-asgi"
+processes = 2
+options = { manager = "redis" }
+"""
+
+
+def test_two_processes_sharing_redis_are_measured_and_both_profiled(tmp_path: Path):
+    """Every delivery counted across processes, the broker's CPU its own figure, and py-spy
+    on both server processes (one folded file, two process roots)."""
+    from wsprof.profiling.folded import processes, read_folded
+    from wsprof.servers.redis import RedisUnavailable, require_redis_server
+
+    try:
+        require_redis_server()
+    except RedisUnavailable as exc:
+        pytest.skip(str(exc))
+    _, doc = _run_scenario(tmp_path, REDIS_TWO_PROCESSES, profile=True)
+    (v,) = doc["variants"]
+    assert v["status"] == "ok", v.get("error")
+    assert v["missing"] == 0 and v["duplicates"] == 0
+    assert v["broker_us_per_delivery"] is not None and v["broker_us_per_delivery"] > 0
+    assert v["cross_latency_us"]["p50"] > 0
+    folded = sorted((tmp_path / "fg").rglob("redis-2.folded"))
+    assert len(folded) == 1 and not list((tmp_path / "fg").rglob("*.p2.folded"))
+    pids = processes(read_folded(folded[0]))
+    assert len(pids) >= 2, pids

@@ -46,6 +46,7 @@ from wsprof.scenario.files import (
 )
 from wsprof.scenario.placement import pinning, worker_warnings
 from wsprof.scenario.record import ScenarioRecord, SweepPoint, VariantRun, Window
+from wsprof.scenario.recording import WindowRecording
 from wsprof.scenario.rundirs import check_out_dir, claim_run_dir
 from wsprof.scenario.sweep import Sweep
 from wsprof.scenario.workloads import (
@@ -392,46 +393,31 @@ class ScenarioRunner:
         self._pyspy = pyspy
 
     def _profile_one(self, run: LiveVariant) -> None:
-        # py-spy runs --nonblocking (it reads the server's memory without pausing it:
-        # a paused server loses throughput, which would be the profiler's, not the
-        # stack's), started from the client's thread so it shares the client's core.
-        # --native cannot: py-spy pauses the server per sample, so it runs at a lower
-        # rate over a longer window (_profile_settings), on the server's own core (idle
-        # while paused), and the overhead is reported as for every profiled window.
+        """The separate profiled window: py-spy on every server process (see recording.py)."""
         pyspy = self._pyspy
-        server = run.server
-        assert server is not None and pyspy is not None
-        folded = self.out_dir / f"{file_component(run.variant.name)}.folded"
-        recorders: list[Any] = []
+        assert run.server is not None and pyspy is not None
+        recording = WindowRecording(
+            pyspy,
+            [run.server, *run.extra_servers],
+            self.out_dir / f"{file_component(run.variant.name)}.folded",
+            duration=self.plan.profile_window_s,
+            rate=self.rate_hz,
+            native=self.native,
+        )
 
         def on_mark(name: str) -> None:
             if name == "start":
-                recorders.append(
-                    pyspy.Recorder(
-                        server.pid,
-                        folded,
-                        duration=self.plan.profile_window_s,
-                        rate=self.rate_hz,
-                        native=self.native,
-                        nonblocking=not self.native,
-                        # Worker trees (gunicorn, uvicorn --workers) work in children; and
-                        # without it py-spy writes a sample with no frames as a bare " N" line.
-                        subprocesses=True,
-                    ).start()
-                )
+                recording.start()
 
         try:
             run.profiled = self._window(run, "profile", self.plan.profile_window_s, None, on_mark)
-            for recorder in recorders:
-                rec = recorder.wait()
-                run.pyspy = {"samples": rec.samples, "errors": rec.errors, "seconds": rec.seconds}
-            run.folded = folded
+            run.pyspy = recording.finish()
+            run.folded = recording.folded
         except pyspy.ProfilerUnavailable as exc:
             self.profiler_note = str(exc)
             self._pyspy = None
         finally:
-            for recorder in recorders:
-                recorder.stop()
+            recording.stop()
 
     def _count(self) -> None:
         """The counted closure's phase: per variant, its own instrumented server and one window."""
