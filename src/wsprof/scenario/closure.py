@@ -203,9 +203,12 @@ def misses(layer: str, ratio: float | None, counted: dict[str, Any]) -> str | No
         )
     if layer == "greenlet-switching":
         return (
-            "the hub's scheduling around each switch (timers, trampolines) is charged to switching"
+            "the green library's Python hand-off code around each switch (eventlet's "
+            "greenthread, event, queue and semaphore; gevent's waiter and queue) is charged to "
+            "switching; the micro row prices only the bare greenlet.switch"
             if over
-            else "part of each switch is charged to the hub or to the switched-to code"
+            else "the switches run in compiled code (gevent's Cython modules, greenlet's C) that "
+            "py-spy shows no frame for without --native: their time lands in the caller's layer"
         )
     return None
 
