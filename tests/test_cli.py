@@ -61,7 +61,6 @@ def test_load_defaults_are_load_configs() -> None:
     fields = {f.name: f.default for f in dataclasses.fields(LoadConfig)}
     for dest, field in [
         ("mode", "mode"),
-        ("connections", "connections"),
         ("in_flight", "in_flight"),
         ("rate", "rate"),
         ("duration", "duration"),
@@ -72,6 +71,9 @@ def test_load_defaults_are_load_configs() -> None:
         ("connect_timeout", "connect_timeout"),
     ]:
         assert _option("load", dest).default == fields[field], dest
+    # --connections defaults per workload: unset on the command line, the config's own default.
+    assert _option("load", "connections").default is None
+    assert f"echo: default {fields['connections']}" in (_option("load", "connections").help or "")
 
 
 def test_names_in_help_come_from_their_tables(capsys: pytest.CaptureFixture[str]) -> None:

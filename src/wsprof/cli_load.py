@@ -24,6 +24,7 @@ def _load_defaults() -> dict[str, Any]:
 def add_load(sub: Any) -> None:
     """The ``load`` subcommand and its flags (defaults: the workloads' config classes)."""
     from wsprof.client.base import CLIENTS, MODES, REPLIES, SERIALIZERS, WORKLOADS
+    from wsprof.client.connections import DEFAULT_IDLE_CONNECTIONS
     from wsprof.payloads import payload_names
 
     d = _load_defaults()
@@ -56,9 +57,10 @@ def add_load(sub: Any) -> None:
     load.add_argument(
         "--connections",
         type=positive_int,
-        default=d["connections"],
+        default=None,
         metavar="N",
-        help="default %(default)s",
+        help=f"echo: default {d['connections']}; idle: connections held open "
+        f"(default {DEFAULT_IDLE_CONNECTIONS})",
     )
     _add_connection_workloads(load)
     pace = load.add_mutually_exclusive_group()

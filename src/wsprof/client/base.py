@@ -53,17 +53,33 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def ensure_fd_limit(connections: int) -> None:
-    """Raise the soft RLIMIT_NOFILE to fit every connection, or say why it cannot."""
+def raise_fd_limit(connections: int) -> int:
+    """Raise the soft RLIMIT_NOFILE towards what ``connections`` need, as far as the hard
+    limit allows; returns the soft limit now in force."""
     need = connections + FD_HEADROOM
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < need:
-        if hard != resource.RLIM_INFINITY and hard < need:
-            raise WsprofError(
-                f"{connections} connections need {need} file descriptors but the hard limit "
-                f"is {hard}: raise it (ulimit -Hn) or use fewer connections or more workers"
-            )
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return need if soft == resource.RLIM_INFINITY else soft
+    target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return max(target, soft)
+
+
+def ensure_fd_limit(connections: int) -> None:
+    """Raise the soft RLIMIT_NOFILE to fit every connection, or say why it cannot.
+
+    Round-trip workloads refuse up front; the idle and connect workloads only
+    raise it (:func:`raise_fd_limit`) and meet a limit mid-ramp, with the count
+    that did open (a sweep keeps its partial curve).
+    """
+    need = connections + FD_HEADROOM
+    if raise_fd_limit(connections) < need:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        raise WsprofError(
+            f"{connections} connections need {need} file descriptors but the hard limit "
+            f"is {hard}: raise it (ulimit -Hn) or use fewer connections or more workers"
+        )
 
 
 def _check_range(option: str, value: float, low: float, high: float, *, low_ok: bool) -> None:

@@ -11,10 +11,11 @@ keep the contract in wsprof.client.connections_base, re-exported here.
 from __future__ import annotations
 
 from wsprof import fastpath
-from wsprof.client.base import LoadError
+from wsprof.client.base import LoadError, raise_fd_limit
 from wsprof.client.connections_base import (
     CLOSE_TIMEOUT_S,
     DEFAULT_CONNECT_CONCURRENCY,
+    DEFAULT_IDLE_CONNECTIONS,
     DEFAULT_IDLE_WINDOW_S,
     DEFAULT_OPEN_CONCURRENCY,
     OPEN_TIMEOUT_S,
@@ -29,11 +30,11 @@ from wsprof.client.connections_base import (
     idle_close_timeout,
     limit_error,
     nothing_opened,
-    raise_fd_limit,
 )
 
 __all__ = [
     "DEFAULT_CONNECT_CONCURRENCY",
+    "DEFAULT_IDLE_CONNECTIONS",
     "DEFAULT_IDLE_WINDOW_S",
     "DEFAULT_OPEN_CONCURRENCY",
     "ConnectConfig",

@@ -18,7 +18,6 @@ from typing import Any
 from wsprof.client.base import (
     CLIENT_BOUND_SHARE,
     CLIENTS,
-    FD_HEADROOM,
     MAX_DURATION_S,
     MODES,
     SERIALIZERS,
@@ -35,6 +34,7 @@ from wsprof.protocol.engineio import socketio_path
 MAX_IDLE_CONNECTIONS = 60_000
 MAX_CONCURRENCY = 10_000
 # The defaults: the CLI and every caller take them from here.
+DEFAULT_IDLE_CONNECTIONS = 1000
 DEFAULT_IDLE_WINDOW_S = 5.0
 DEFAULT_OPEN_CONCURRENCY = 100
 DEFAULT_CONNECT_CONCURRENCY = 50
@@ -84,18 +84,6 @@ def limit_error(exc: OSError, opened: int) -> ConnectionLimit | None:
     return None
 
 
-def raise_fd_limit(connections: int) -> None:
-    """Raise the soft RLIMIT_NOFILE towards what ``connections`` need, as far as the hard
-    limit allows: a limit still too low is met as ConnectionLimit, with how many opened."""
-    need = connections + FD_HEADROOM
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= need:
-        return
-    target = need if hard == resource.RLIM_INFINITY else min(need, hard)
-    if target > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
 def _check_target(url: str, mode: str, serializer: str) -> None:
     if not isinstance(url, str):
         raise WsprofError(f"URL must be ws://HOST:PORT/PATH, not {url!r}")
@@ -121,7 +109,7 @@ class IdleConfig:
     url: str
     mode: str = "raw"
     serializer: str = "json"
-    connections: int = 1000
+    connections: int = DEFAULT_IDLE_CONNECTIONS
     duration: float = DEFAULT_IDLE_WINDOW_S  # the idle window (after every connection is open)
     open_concurrency: int = (
         DEFAULT_OPEN_CONCURRENCY  # connection handshakes in progress at once while opening

@@ -29,10 +29,12 @@ def run(args: argparse.Namespace) -> int:
         check_json_target(args.json)
     if args.hgrm is not None:
         check_json_target(args.hgrm)
+    # --connections unset: each workload's config has its own default.
+    sized = {} if args.connections is None else {"connections": args.connections}
     config = LoadConfig(
         url=args.url,
         mode=args.mode,
-        connections=args.connections,
+        **sized,
         in_flight=args.in_flight,
         rate=args.rate,
         duration=args.duration,

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
             url=args.url,
             mode=args.mode,
             serializer=args.serializer,
-            connections=args.connections,
+            **({} if args.connections is None else {"connections": args.connections}),
             duration=args.idle_window,
             open_concurrency=args.concurrency or DEFAULT_OPEN_CONCURRENCY,
         )
