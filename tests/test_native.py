@@ -91,6 +91,10 @@ def test_native_recording_is_never_nonblocking() -> None:
 def test_native_defaults_reach_2000_samples() -> None:
     window = native_window_s(NATIVE_RATE_HZ)
     assert NATIVE_RATE_HZ * (window - 2.0) >= NATIVE_MIN_SAMPLES
+    # py-spy keeps only the samples where the server runs: a half-busy server needs twice the
+    # window, and the window has a ceiling.
+    assert native_window_s(NATIVE_RATE_HZ, busy=0.5) >= 2 * (window - 2.0)
+    assert native_window_s(NATIVE_RATE_HZ, busy=0.0) <= 600.0
     args = build_parser().parse_args(["profile", "--pid", "1", "--native"])
     assert _rate_and_window(args) == (NATIVE_RATE_HZ, window)
     args = build_parser().parse_args(["profile", "--pid", "1", "--native", "--rate-hz", "50"])

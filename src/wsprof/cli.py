@@ -294,7 +294,9 @@ def _native_help(what: str) -> str:
         f"~20%% of its throughput at 100 Hz, <= 5%% at {NATIVE_RATE_HZ} Hz), so the default rate "
         f"drops to {NATIVE_RATE_HZ} Hz, py-spy runs on the server's CPUs, and the {what} grows to "
         f"ceil({NATIVE_MIN_SAMPLES} / rate) s + {NATIVE_WINDOW_MARGIN_S:g} s "
-        f"({native_window_s(NATIVE_RATE_HZ):g} s) for >= {NATIVE_MIN_SAMPLES:,} samples"
+        f"({native_window_s(NATIVE_RATE_HZ):g} s) for >= {NATIVE_MIN_SAMPLES:,} samples of a "
+        "busy server (py-spy keeps only samples where the server runs: a scenario divides the "
+        "window by the busy share of the variant's last clean window)"
     )
 
 

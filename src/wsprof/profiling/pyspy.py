@@ -44,9 +44,18 @@ NATIVE_WINDOW_MARGIN_S = 2.0
 """Added to the native window for py-spy's start-up (it loads the native symbol tables first)."""
 
 
-def native_window_s(rate: int) -> float:
-    """The native profiled window: ``ceil(2000 / rate)`` s plus a margin, for >= 2,000 samples."""
-    return math.ceil(NATIVE_MIN_SAMPLES / rate) + NATIVE_WINDOW_MARGIN_S
+NATIVE_MAX_WINDOW_S = 600.0
+"""The longest native window a scenario sizes for itself (a mostly idle server would need more)."""
+
+
+def native_window_s(rate: int, busy: float = 1.0) -> float:
+    """The native profiled window for >= 2,000 samples: ``ceil(2000 / (rate x busy))`` s plus a
+    margin, at most NATIVE_MAX_WINDOW_S. py-spy keeps only samples where the server is
+    running, so a server busy ``busy`` of the time needs a window 1 / busy times longer."""
+    busy = min(1.0, max(busy, 0.01))
+    return min(
+        NATIVE_MAX_WINDOW_S, math.ceil(NATIVE_MIN_SAMPLES / (rate * busy)) + NATIVE_WINDOW_MARGIN_S
+    )
 
 
 PTRACE_HINT = (

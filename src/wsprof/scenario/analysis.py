@@ -269,7 +269,9 @@ def _variant(
                 entry,
                 native=record.native,
                 rate_hz=record.rate_hz,
-                window_s=record.plan.profile_window_s,
+                window_s=(
+                    record.plan.profile_window_s if run.profiled is None else run.profiled.elapsed_s
+                ),
             )
         )
         if entry.get("latency_us") and entry["server_cpu_us_per_msg_at_rate"] is not None:

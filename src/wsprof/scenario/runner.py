@@ -392,15 +392,30 @@ class ScenarioRunner:
         )
         self._pyspy = pyspy
 
+    def _profile_window(self, run: LiveVariant) -> float:
+        """The plan's window; with --native, grown for a server that is not always running.
+
+        Native samples are taken only while the server runs, so the window is sized by
+        the busy share of the variant's last clean window (its CPU over its wall time).
+        """
+        if not self.native or not run.capacity:
+            return self.plan.profile_window_s
+        from wsprof.profiling.pyspy import native_window_s
+
+        last = run.capacity[-1]
+        busy = last.server_cpu_s / last.elapsed_s if last.elapsed_s > 0 else 1.0
+        return max(self.plan.profile_window_s, native_window_s(self.rate_hz, busy))
+
     def _profile_one(self, run: LiveVariant) -> None:
         """The separate profiled window: py-spy on every server process (see recording.py)."""
         pyspy = self._pyspy
         assert run.server is not None and pyspy is not None
+        duration = self._profile_window(run)
         recording = WindowRecording(
             pyspy,
             [run.server, *run.extra_servers],
             self.out_dir / f"{file_component(run.variant.name)}.folded",
-            duration=self.plan.profile_window_s,
+            duration=duration,
             rate=self.rate_hz,
             native=self.native,
         )
@@ -410,7 +425,7 @@ class ScenarioRunner:
                 recording.start()
 
         try:
-            run.profiled = self._window(run, "profile", self.plan.profile_window_s, None, on_mark)
+            run.profiled = self._window(run, "profile", duration, None, on_mark)
             run.pyspy = recording.finish()
             run.folded = recording.folded
         except pyspy.ProfilerUnavailable as exc:
