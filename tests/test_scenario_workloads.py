@@ -239,3 +239,52 @@ def test_two_processes_sharing_redis_are_measured_and_both_profiled(tmp_path: Pa
     assert len(folded) == 1 and not list((tmp_path / "fg").rglob("*.p2.folded"))
     pids = processes(read_folded(folded[0]))
     assert len(pids) >= 2, pids
+
+
+FD_RAMP = """
+name = "fd-ramp"
+description = "an idle ramp past the file-descriptor limit: a test"
+[load]
+workload = "idle"
+idle_window_s = 0.5
+warmup_s = 0.2
+capacity_window_s = 0.5
+repeats = 1
+[sweep]
+connections = [20, 400]
+[[variants]]
+name = "starlette-raw"
+stack = "starlette-raw"
+"""
+
+
+def test_a_file_descriptor_limit_mid_ramp_keeps_the_partial_curve(tmp_path: Path):
+    """256 descriptors: the 20-connection point is measured, the 400 one meets the limit."""
+    import resource
+
+    path = tmp_path / "fd-ramp.toml"
+    path.write_text(FD_RAMP)
+    out = tmp_path / "result.json"
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "wsprof", "scenario", str(path), "--json", str(out)),
+            *("--out", str(tmp_path / "fg"), "--no-profile"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        preexec_fn=low_limit,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+    doc = json.loads(out.read_text())
+    jsonschema.validate(doc, SCHEMA)
+    entry = doc["sweep"]["variants"]["starlette-raw"]
+    assert entry["incomplete"] is True and doc["sweep"]["incomplete"] is True
+    assert entry["rows"][0]["status"] == "ok" and entry["rows"][0]["connections"] == 20
+    assert "ulimit -n" in entry["error"] and "\n" not in entry["error"]
+    assert "incomplete" in proc.stdout
+    assert proc.returncode != 0 or doc["complete"] is False

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from wsprof import fastpath, stats
-from wsprof.client.base import LoadConfig, LoadError, ensure_fd_limit
+from wsprof.client.base import LoadConfig, LoadError, ensure_fd_limit, raise_fd_limit
 from wsprof.client.driver import run_load
 from wsprof.env import environment
 from wsprof.errors import MeasurementError, WsprofError
@@ -521,7 +521,12 @@ class ScenarioRunner:
                     self.sweep is not None and self.sweep.parameter == "payload_bytes"
                 ):
                     check_echo_plan(plan, self.scenario.source)
-                ensure_fd_limit(client_connections(plan))
+                if plan.workload in ("idle", "connect"):
+                    # Raised as far as it goes; a limit still too low is met mid-ramp as a
+                    # ConnectionLimit, and the points measured before it are kept.
+                    raise_fd_limit(client_connections(plan))
+                else:
+                    ensure_fd_limit(client_connections(plan))
             for variant in self.scenario.variants:
                 if (spec := variant.app_spec()) is not None:
                     check_installed(spec)
