@@ -123,11 +123,13 @@ def test_tables_show_the_interval_and_the_sampling_check() -> None:
     assert "warning" not in sampling_line(sampling_check(1000.0, 1000, None, None), 0, 0, 1000)
 
 
-def _window(kind: str, messages: int, cpu: float, user: float, system: float) -> Window:
+def _window(
+    kind: str, messages: int, cpu: float, user: float, system: float, elapsed: float = 1.0
+) -> Window:
     return Window(
         kind=kind,
         messages=messages,
-        elapsed_s=1.0,
+        elapsed_s=elapsed,
         server_cpu_s=cpu,
         client_cpu_us_per_msg=2.0,
         client_busy=0.2,
@@ -148,7 +150,8 @@ def _record(native: bool = False) -> ScenarioRecord:
             _window("capacity", 1000, 0.022, 0.016, 0.006),
             _window("capacity", 1000, 0.024, 0.018, 0.006),
         ),
-        profiled=_window("profile", 1000, 0.020, 0.012, 0.008),  # 40% system
+        # 4 s at 0.8 of a core, 40% of it system time
+        profiled=_window("profile", 4000, 3.2, 1.92, 1.28, elapsed=4.0),
         folded="/nonexistent/raw.folded",
         pyspy={"samples": 1050, "errors": 3, "seconds": 4.1},
     )
@@ -190,11 +193,12 @@ def test_a_scenario_variant_reports_the_proc_split_and_the_method() -> None:
     render_scenario(doc, console)
     text = console.export_text()
     assert "/proc system share" in text and "apportioned-from-proc" in text and "±" in text
-    # py-spy's own figures: 500 Hz x 4 s x 1 process expected, 1,050 taken, 3 errors.
-    assert v["sampling"]["expected_samples"] == 2000
+    # py-spy's own figures: 500 Hz x 4 s x 0.8 of a core busy expected (py-spy keeps no
+    # sample of an idle server), 1,050 taken, 3 errors.
+    assert v["sampling"]["expected_samples"] == 1600
     assert v["sampling"]["recorded_samples"] == 1050
     assert v["sampling"]["pyspy_errors"] == 3
-    assert v["sampling"]["missed_share"] == pytest.approx(0.475)
+    assert v["sampling"]["missed_share"] == pytest.approx(1 - 1050 / 1600)
     assert "3 errors" in text
     record = _record()
     assert ScenarioRecord.from_json(record.as_json()) == record
@@ -231,3 +235,15 @@ def test_the_parse_fast_path_agrees_with_the_frames() -> None:
     assert layers["json"].samples == 6
     assert layers["application"].samples == 1
     assert layers["other"].samples == 7
+
+
+def test_expected_samples_count_only_the_time_the_server_ran() -> None:
+    """py-spy keeps no sample of an idle server: an idle window is not a profiler's miss."""
+    from wsprof.profiling.attribute import expected_samples
+
+    assert expected_samples(500, 4.0, 4.0, 1) == pytest.approx(2000)  # one busy core
+    assert expected_samples(500, 4.0, 0.4, 1) == pytest.approx(200)  # 10% busy
+    assert expected_samples(500, 4.0, 6.0, 2) == pytest.approx(3000)  # two processes, 1.5 cores
+    assert expected_samples(500, 4.0, 12.0, 2) == pytest.approx(4000)  # at most one per process
+    assert expected_samples(500, 0.0, 1.0, 1) == 0.0
+    assert sampling_check(expected_samples(500, 4.0, 0.0, 1), 0, 0, 0)["missed_share"] is None

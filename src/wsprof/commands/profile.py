@@ -10,6 +10,7 @@ from wsprof.env import environment
 from wsprof.errors import MeasurementError
 from wsprof.profiling.attribute import (
     attribute,
+    expected_samples,
     no_samples_reason,
     sampling_check,
     with_proc_split,
@@ -109,7 +110,10 @@ def run(args: argparse.Namespace) -> int:
     procs = _profiled(args.pid, processes(stacks))
     result = attribute(stacks, rules, idle=args.idle)
     check = sampling_check(
-        rate * duration * len(procs), total_samples(stacks), rec.samples, rec.errors
+        expected_samples(rate, duration, user_s + system_s, len(procs)),
+        total_samples(stacks),
+        rec.samples,
+        rec.errors,
     )
     if (reason := no_samples_reason(result)) is not None:
         raise MeasurementError(

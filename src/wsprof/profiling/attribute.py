@@ -197,15 +197,23 @@ def layer_us_per_msg(attribution: Attribution, cpu_us_per_msg: float) -> dict[st
     return {name: ls.share * cpu_us_per_msg for name, ls in attribution.layers.items()}
 
 
+def expected_samples(rate_hz: float, seconds: float, cpu_s: float, processes: int) -> float:
+    """Samples py-spy should take of a server that used ``cpu_s`` of CPU over ``seconds``."""
+    busy = cpu_s / seconds if seconds > 0 else 0.0
+    return rate_hz * seconds * min(max(processes, 1), busy)
+
+
 def sampling_check(
     expected: float, recorded: int, pyspy_samples: int | None, pyspy_errors: int | None
 ) -> dict[str, Any]:
-    """py-spy's own misses: samples expected (rate x seconds x processes) vs what it took.
+    """py-spy's own misses: samples expected while the server ran vs what it took.
 
-    ``recorded`` is what the folded file holds (idle samples are not written
-    without --idle, so a quiet server records fewer than expected without
-    any miss); py-spy's summary line, when it prints one, counts every
-    sample it took and the ones it failed to read.
+    py-spy keeps only samples of a running server (without --idle), so callers
+    pass ``expected`` = rate x seconds x the cores the server kept busy (its
+    CPU seconds over the window, at most one per process): an idle or half-busy
+    server is not a profiler that missed samples. ``recorded`` is what the
+    folded file holds; py-spy's summary line, when it prints one, counts the
+    samples it took and the ones it failed to read.
     """
     taken = pyspy_samples if pyspy_samples is not None else recorded
     return {

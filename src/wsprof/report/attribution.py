@@ -56,7 +56,7 @@ def sampling_line(check: Mapping[str, Any], user_s: float, system_s: float, samp
     """py-spy's samples vs expected, its errors, the /proc split, and a warning when few."""
     parts = [
         f"py-spy: {check['recorded_samples']:,} samples recorded, "
-        f"~{check['expected_samples']:,} expected (rate x seconds x processes)"
+        f"~{check['expected_samples']:,} expected while the server ran (rate x seconds x busy cores)"
     ]
     if check["pyspy_samples"] is not None:
         parts.append(f"py-spy took {check['pyspy_samples']:,}, errors {check['pyspy_errors']:,}")

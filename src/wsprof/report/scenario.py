@@ -154,7 +154,7 @@ def _pyspy_line(check: dict[str, Any] | None) -> str | None:
     taken = check["pyspy_samples"] if check["pyspy_samples"] is not None else "?"
     missed = check["missed_share"] or 0.0
     return (
-        f"py-spy took {taken} of ~{check['expected_samples']:,} expected samples "
+        f"py-spy took {taken} of ~{check['expected_samples']:,} samples expected while the server ran "
         f"(missed {missed:.1%}), {check['pyspy_errors'] or 0} errors"
     )
 
