@@ -31,6 +31,27 @@ def _option(command: str, dest: str) -> argparse.Action:
     return action
 
 
+def _signature(parser: argparse.ArgumentParser) -> list[tuple[object, ...]]:
+    """Every option's name, flags, default, type and choices (nested subcommands compared too)."""
+
+    def choices(action: argparse.Action) -> object:
+        if isinstance(action, argparse._SubParsersAction):
+            return {name: _signature(p) for name, p in action.choices.items()}
+        return action.choices
+
+    return [
+        (a.dest, tuple(a.option_strings), a.default, a.type, choices(a)) for a in parser._actions
+    ]
+
+
+@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+def test_the_parser_built_for_one_command_is_that_part_of_the_whole(command: str) -> None:
+    """main builds only the command it runs: that part must parse exactly as the whole would."""
+    alone = _subparsers(cli.build_parser(command))
+    assert command in alone
+    assert _signature(alone[command]) == _signature(_subparsers(cli.build_parser())[command])
+
+
 def test_the_dispatch_table_covers_every_subcommand() -> None:
     assert set(_subparsers(cli.build_parser())) == set(cli.COMMANDS)
     for module, function in cli.COMMANDS.values():

@@ -384,22 +384,43 @@ def _add_report(sub: Any) -> None:
     report.add_argument("--rules", type=Path, metavar="FILE", help=_rules_help())
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole parser; its subcommands are exactly the keys of :data:`COMMANDS`."""
-    from wsprof.micro.catalog import LAYERS as MICRO_LAYERS
+def _adders() -> dict[str, Callable[[Any], None]]:
+    """Subcommand -> the function that adds it (some add two or three related commands)."""
+    return {
+        "micro": _add_micro,
+        "load": add_load,
+        "client-bench": _add_client_bench,
+        "scenario": _add_scenarios,
+        "scenarios": _add_scenarios,
+        "attribute": _add_profiling,
+        "diff": _add_profiling,
+        "profile": _add_profiling,
+        "compare": _add_compare,
+        "tune": _add_tune,
+        "report": _add_report,
+    }
 
-    parser = _Parser(
-        prog="wsprof",
-        description=_SUMMARY.format(micro_layers=", ".join(MICRO_LAYERS)),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with ``only`` just that subcommand's part.
+
+    Its subcommands are exactly the keys of :data:`COMMANDS`. ``main`` builds
+    only the command it runs: every other command's help pulls in its own
+    imports, a quarter of a second that `wsprof attribute` on a big file
+    should not pay.
+    """
+    parser = _Parser(prog="wsprof", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"wsprof {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_micro, add_load, _add_client_bench, _add_scenarios, _add_profiling):
+    adders = _adders()
+    if only is not None:
+        adders[only](sub)
+        return parser
+    from wsprof.micro.catalog import LAYERS as MICRO_LAYERS
+
+    parser.description = _SUMMARY.format(micro_layers=", ".join(MICRO_LAYERS))
+    for add in dict.fromkeys(adders.values()):
         add(sub)
-    _add_compare(sub)
-    _add_tune(sub)
-    _add_report(sub)
     return parser
 
 
@@ -417,7 +438,8 @@ def command_function(name: str) -> Callable[[argparse.Namespace], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, run one command, and apply the one error policy: one line and an exit code."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
