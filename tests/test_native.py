@@ -172,3 +172,19 @@ def test_native_py_spy_runs_on_the_targets_cpus() -> None:
         target.kill()
         target.wait(timeout=10)
     assert probe.stdout.strip() == f"[{cpu}]"
+
+
+def test_a_native_scenario_window_grows_for_a_half_busy_server() -> None:
+    """py-spy keeps only samples of a running server: half busy, twice the native window."""
+    from wsprof.client.histogram import PyHistogram
+    from wsprof.scenario.record import Window
+    from wsprof.scenario.recording import window_s
+
+    def clean(cpu_s: float) -> Window:
+        return Window("capacity", 1000, 2.0, cpu_s, 1.0, 0.1, False, {}, PyHistogram().to_dict())
+
+    assert window_s(4.0, False, 500, [clean(1.0)]) == 4.0  # not native: the plan's window
+    busy = window_s(4.0, True, NATIVE_RATE_HZ, [clean(2.0)])
+    half = window_s(4.0, True, NATIVE_RATE_HZ, [clean(1.0)])
+    assert busy == native_window_s(NATIVE_RATE_HZ)
+    assert half >= 2 * (busy - 2.0)

@@ -11,7 +11,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from wsprof.scenario.record import Window
 from wsprof.servers.launcher import ServerProcess
+
+
+def window_s(planned: float, native: bool, rate_hz: int, capacity: Sequence[Window]) -> float:
+    """The plan's profiled window; with --native, grown for a server that is not always running.
+
+    Native samples are taken only while the server runs, so the window is sized by
+    the busy share of the variant's last clean window (its CPU over its wall time).
+    """
+    if not native or not capacity:
+        return planned
+    from wsprof.profiling.pyspy import native_window_s
+
+    last = capacity[-1]
+    busy = last.server_cpu_s / last.elapsed_s if last.elapsed_s > 0 else 1.0
+    return max(planned, native_window_s(rate_hz, busy))
 
 
 class WindowRecording:

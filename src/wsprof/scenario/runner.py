@@ -46,7 +46,7 @@ from wsprof.scenario.files import (
 )
 from wsprof.scenario.placement import pinning, worker_warnings
 from wsprof.scenario.record import ScenarioRecord, SweepPoint, VariantRun, Window
-from wsprof.scenario.recording import WindowRecording
+from wsprof.scenario.recording import WindowRecording, window_s
 from wsprof.scenario.rundirs import check_out_dir, claim_run_dir
 from wsprof.scenario.sweep import Sweep
 from wsprof.scenario.workloads import (
@@ -392,25 +392,11 @@ class ScenarioRunner:
         )
         self._pyspy = pyspy
 
-    def _profile_window(self, run: LiveVariant) -> float:
-        """The plan's window; with --native, grown for a server that is not always running.
-
-        Native samples are taken only while the server runs, so the window is sized by
-        the busy share of the variant's last clean window (its CPU over its wall time).
-        """
-        if not self.native or not run.capacity:
-            return self.plan.profile_window_s
-        from wsprof.profiling.pyspy import native_window_s
-
-        last = run.capacity[-1]
-        busy = last.server_cpu_s / last.elapsed_s if last.elapsed_s > 0 else 1.0
-        return max(self.plan.profile_window_s, native_window_s(self.rate_hz, busy))
-
     def _profile_one(self, run: LiveVariant) -> None:
         """The separate profiled window: py-spy on every server process (see recording.py)."""
         pyspy = self._pyspy
         assert run.server is not None and pyspy is not None
-        duration = self._profile_window(run)
+        duration = window_s(self.plan.profile_window_s, self.native, self.rate_hz, run.capacity)
         recording = WindowRecording(
             pyspy,
             [run.server, *run.extra_servers],
