@@ -116,6 +116,19 @@ def _summary(histogram: dict[str, Any]) -> dict[str, float]:
     return latency_summary_us(hist) if hist.total else {}
 
 
+def _measure(
+    target: Target, marks: Marks, run: Callable[[], Any], client: str
+) -> tuple[Any, float, float, float]:
+    """One client run with the machine's other load watched, then the servers checked alive:
+    (result, other cores busy, server CPU s, broker CPU s) over the client's window."""
+    others = OtherLoad().start()
+    result = run()
+    other_cpu_cores = others.stop()
+    target.check_alive()
+    server_s, broker_s = marks.span(client)
+    return result, other_cpu_cores, server_s, broker_s
+
+
 def broadcast_window(
     target: Target,
     plan: LoadPlan,
@@ -145,11 +158,9 @@ def broadcast_window(
         extra_urls=target.extra_urls,
         on_window=marks,
     )
-    others = OtherLoad().start()
-    result = run_broadcast(config, client=client)
-    other_cpu_cores = others.stop()
-    target.check_alive()
-    server_s, broker_s = marks.span(client)
+    result, other_cpu_cores, server_s, broker_s = _measure(
+        target, marks, lambda: run_broadcast(config, client=client), client
+    )
     cross = _summary(result.cross_histogram)
     figures = {
         "broadcasts": float(result.broadcasts),
@@ -201,11 +212,9 @@ def idle_window(
         open_concurrency=plan.open_concurrency,
         on_window=marks,
     )
-    others = OtherLoad().start()
-    result = run_idle(config, client=client)
-    other_cpu_cores = others.stop()
-    target.check_alive()
-    server_s, broker_s = marks.span(client)
+    result, other_cpu_cores, server_s, broker_s = _measure(
+        target, marks, lambda: run_idle(config, client=client), client
+    )
     held = result.connections
     rss_start = marks.rss.get("start", rss_before)
     figures = {
@@ -260,11 +269,9 @@ def connect_window(
         warmup=plan.warmup_s,
         on_window=marks,
     )
-    others = OtherLoad().start()
-    result = run_connect(config, client=client)
-    other_cpu_cores = others.stop()
-    target.check_alive()
-    server_s, _ = marks.span(client)
+    result, other_cpu_cores, server_s, _ = _measure(
+        target, marks, lambda: run_connect(config, client=client), client
+    )
     return Window(
         kind=kind,
         messages=result.connects,
